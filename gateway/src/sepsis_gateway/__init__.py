@@ -1,0 +1,1 @@
+"""Public gateway of the sepsis early-warning API."""

@@ -1,0 +1,1 @@
+"""GenAI sepsis assessment service (LLM + deterministic clinical guardrail)."""

@@ -1,0 +1,1 @@
+"""Hybrid ML sepsis classifier (gradient-boosted model + clinical scores)."""
