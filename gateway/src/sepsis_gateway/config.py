@@ -1,0 +1,128 @@
+"""Gateway settings, read from the environment once in `create_app`.
+
+Client keys come from `API_KEY` (the original deployment's single key) and `API_KEYS`
+(comma-separated, so an old and a new key can be valid together during a rotation). Admin keys
+(`ADMIN_API_KEYS`) unlock the reload routes and also work wherever a client key does.
+
+Size limits: the gateway enforces request bytes (`MAX_BODY_BYTES` for single-patient and admin
+routes, `MAX_BATCH_BODY_BYTES` for the two batch routes) without parsing the body. The number of
+patients in a batch is enforced by the service that parses it (ml-service: 1000,
+genai-service: 50), whose 413 envelope the gateway passes through unchanged.
+"""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from sepsis_shared.settings import BaseServiceSettings
+
+MIB = 1024 * 1024
+
+
+def _env(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+def split_keys(raw: SecretStr | None) -> tuple[str, ...]:
+    """Comma-separated secrets as a tuple of non-empty, stripped values (order kept)."""
+    if raw is None:
+        return ()
+    return tuple(part.strip() for part in raw.get_secret_value().split(",") if part.strip())
+
+
+class GatewaySettings(BaseServiceSettings):
+    """Everything the gateway reads from the environment."""
+
+    model_config = SettingsConfigDict(
+        env_file=None, extra="ignore", frozen=True, validate_by_name=True, validate_by_alias=True
+    )
+
+    api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=_env("API_KEY"),
+        description="Legacy single client key (the original deployment's variable).",
+    )
+    api_keys: SecretStr | None = Field(
+        default=None,
+        validation_alias=_env("API_KEYS"),
+        description="Comma-separated client keys, all valid at once (rotation).",
+    )
+    admin_api_keys: SecretStr | None = Field(
+        default=None,
+        validation_alias=_env("ADMIN_API_KEYS"),
+        description="Comma-separated admin keys (reload routes; also valid as client keys).",
+    )
+    service_token: SecretStr | None = Field(
+        default=None,
+        validation_alias=_env("SERVICE_TOKEN", "INTERNAL_SERVICE_TOKEN"),
+        description="Internal token sent upstream in X-Service-Token.",
+    )
+
+    ml_service_url: str = Field(
+        default="http://127.0.0.1:8001", validation_alias=_env("ML_SERVICE_URL")
+    )
+    genai_service_url: str = Field(
+        default="http://127.0.0.1:8002", validation_alias=_env("GENAI_SERVICE_URL")
+    )
+    ml_connect_timeout_s: float = Field(
+        default=1.0, gt=0, validation_alias=_env("ML_CONNECT_TIMEOUT_S")
+    )
+    ml_timeout_s: float = Field(default=10.0, gt=0, validation_alias=_env("ML_TIMEOUT_S"))
+    genai_connect_timeout_s: float = Field(
+        default=2.0, gt=0, validation_alias=_env("GENAI_CONNECT_TIMEOUT_S")
+    )
+    # App Runner cuts every request at 120 s; the gateway answers 504 well before that.
+    genai_timeout_s: float = Field(
+        default=100.0, gt=0, lt=120, validation_alias=_env("GENAI_TIMEOUT_S")
+    )
+    upstream_max_connections: int = Field(
+        default=100, ge=1, validation_alias=_env("UPSTREAM_MAX_CONNECTIONS")
+    )
+
+    max_body_bytes: int = Field(default=MIB, ge=1, validation_alias=_env("MAX_BODY_BYTES"))
+    max_batch_body_bytes: int = Field(
+        default=16 * MIB, ge=1, validation_alias=_env("MAX_BATCH_BODY_BYTES")
+    )
+
+    rate_limit_per_minute: int = Field(
+        default=6000,
+        ge=0,
+        validation_alias=_env("RATE_LIMIT_PER_MINUTE"),
+        description="Sustained requests per minute per key; 0 disables the limit.",
+    )
+    rate_limit_burst: int | None = Field(
+        default=None,
+        ge=1,
+        validation_alias=_env("RATE_LIMIT_BURST"),
+        description="Bucket size per key; defaults to one minute's worth of requests.",
+    )
+
+    circuit_failure_threshold: int = Field(
+        default=5, ge=1, validation_alias=_env("CIRCUIT_FAILURE_THRESHOLD")
+    )
+    circuit_cooldown_s: float = Field(
+        default=10.0, gt=0, validation_alias=_env("CIRCUIT_COOLDOWN_S")
+    )
+    health_probe_interval_s: float = Field(
+        default=5.0, gt=0, validation_alias=_env("HEALTH_PROBE_INTERVAL_S")
+    )
+    health_probe_timeout_s: float = Field(
+        default=2.0, gt=0, validation_alias=_env("HEALTH_PROBE_TIMEOUT_S")
+    )
+    openapi_cache_ttl_s: float = Field(
+        default=300.0, gt=0, validation_alias=_env("OPENAPI_CACHE_TTL_S")
+    )
+
+    def client_keys(self) -> tuple[str, ...]:
+        """Every configured client key: API_KEY first, then API_KEYS."""
+        keys = split_keys(self.api_key) + split_keys(self.api_keys)
+        return tuple(dict.fromkeys(keys))
+
+    def admin_keys(self) -> tuple[str, ...]:
+        """Every configured admin key."""
+        return tuple(dict.fromkeys(split_keys(self.admin_api_keys)))
+
+    def rate_limit_capacity(self) -> int:
+        """Tokens a key's bucket holds when full."""
+        return self.rate_limit_burst or max(1, self.rate_limit_per_minute)

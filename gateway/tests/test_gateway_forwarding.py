@@ -1,0 +1,172 @@
+"""Forwarding: path for path, bytes unchanged, statuses and envelopes passed through, the
+service token added, the client's key kept at the gateway, request ids both ways."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+# DESIGN §8: the original deployment guide's verification requests, byte for byte.
+GUIDE_CLASSIFY = (
+    b'{"HR": 110, "SBP": 95, "DBP": 60, "Temp": 38.5, "Resp": 22, "O2Sat": 94,\n'
+    b' "WBC": 15.5, "Lactate": 2.5, "Creatinine": 1.8, "Age": 65, "Gender": 1}'
+)
+GUIDE_GENAI = json.dumps(
+    {
+        "patient_id": "TEST001",
+        "vitals": {"HR": 118, "SBP": 88, "Temp": 38.9, "Lactate": 3.2, "WBC": 18.5},
+        "notes": "Patient appears lethargic, skin mottled on lower extremities",
+    }
+).encode()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "upstream"),
+    [
+        ("POST", "/classify", "ml"),
+        ("POST", "/classify-batch", "ml"),
+        ("GET", "/config/current", "ml"),
+        ("POST", "/genai-classify", "genai"),
+        ("POST", "/genai-classify-batch", "genai"),
+        ("GET", "/genai-guardrail/thresholds", "genai"),
+    ],
+)
+async def test_keyed_routes_reach_their_upstream_on_the_same_path(stack, method, path, upstream):
+    client = await stack.start()
+    body = b'{"patients": []}' if method == "POST" else None
+    r = await client.request(method, path, content=body, headers={"X-API-Key": stack.client_key})
+    assert r.status_code == 200, r.text
+    assert r.json()["service"] == upstream
+    target = stack.ml if upstream == "ml" else stack.genai
+    other = stack.genai if upstream == "ml" else stack.ml
+    calls = target.public_calls()
+    assert [(c.method, c.path) for c in calls] == [(method, path)]
+    assert other.public_calls() == []
+
+
+async def test_guide_classify_passes_byte_for_byte_with_token_and_without_key(stack):
+    client = await stack.start()
+    r = await client.post(
+        "/classify",
+        content=GUIDE_CLASSIFY,
+        headers={"X-API-Key": stack.client_key, "Content-Type": "application/json"},
+    )
+    assert r.status_code == 200
+    (call,) = stack.ml.public_calls()
+    assert call.body == GUIDE_CLASSIFY
+    assert call.headers["x-service-token"] == stack.token
+    assert call.headers["content-type"] == "application/json"
+    assert "x-api-key" not in call.headers
+    # Nothing of the key travels in any other header either.
+    assert all(stack.client_key not in v for v in call.headers.values())
+
+
+async def test_guide_genai_classify_passes_unchanged(stack):
+    client = await stack.start()
+    r = await client.post(
+        "/genai-classify", content=GUIDE_GENAI, headers={"x-api-key": stack.client_key}
+    )
+    assert r.status_code == 200
+    (call,) = stack.genai.public_calls()
+    assert call.body == GUIDE_GENAI
+    assert "x-api-key" not in call.headers
+
+
+async def test_genai_health_needs_no_key_and_is_forwarded(stack):
+    client = await stack.start()
+    r = await client.get("/genai-health")
+    assert r.status_code == 200
+    assert r.json()["path"] == "/genai-health"
+    (call,) = stack.genai.public_calls()
+    assert call.headers["x-service-token"] == stack.token
+
+
+async def test_query_string_is_forwarded(stack):
+    client = await stack.start()
+    r = await client.get("/config/current?verbose=1", headers={"X-API-Key": stack.client_key})
+    assert r.status_code == 200
+    (call,) = stack.ml.public_calls()
+    assert call.query == "verbose=1"
+
+
+async def test_client_request_id_goes_upstream_and_comes_back(stack):
+    client = await stack.start()
+    r = await client.post(
+        "/classify",
+        content=GUIDE_CLASSIFY,
+        headers={"X-API-Key": stack.client_key, "X-Request-ID": "ehr-call-42"},
+    )
+    assert r.headers["x-request-id"] == "ehr-call-42"
+    assert r.json()["request_id"] == "ehr-call-42"
+    (call,) = stack.ml.public_calls()
+    assert call.headers["x-request-id"] == "ehr-call-42"
+
+
+async def test_request_id_is_created_when_absent_and_is_the_same_on_both_sides(stack):
+    client = await stack.start()
+    r = await client.post("/classify", content=b"{}", headers={"X-API-Key": stack.client_key})
+    rid = r.headers["x-request-id"]
+    assert len(rid) >= 16
+    (call,) = stack.ml.public_calls()
+    assert call.headers["x-request-id"] == rid
+
+
+async def test_upstream_422_envelope_passes_through_unchanged(stack):
+    upstream_body = (
+        b'{"error":{"code":"invalid_input","message":"Invalid input: vitals.HR",'
+        b'"request_id":"r-1","details":[{"field":"vitals.HR","message":"out of range"}]}}'
+    )
+    stack.ml.canned["/classify"] = stack.canned(status=422, body=upstream_body)
+    client = await stack.start()
+    r = await client.post(
+        "/classify", content=b'{"HR": 900}', headers={"X-API-Key": stack.client_key}
+    )
+    assert r.status_code == 422
+    assert r.content == upstream_body
+    assert r.headers["content-type"].startswith("application/json")
+
+
+@pytest.mark.parametrize("status", [404, 413, 500, 503])
+async def test_upstream_statuses_pass_through(stack, status):
+    body = json.dumps(
+        {"error": {"code": "x", "message": "m", "request_id": None, "details": None}}
+    ).encode()
+    stack.ml.canned["/classify-batch"] = stack.canned(
+        status=status, body=body, headers={"Retry-After": "7"}
+    )
+    client = await stack.start()
+    r = await client.post(
+        "/classify-batch", content=b"[]", headers={"X-API-Key": stack.client_key}
+    )
+    assert r.status_code == status
+    assert r.content == body
+    assert r.headers["retry-after"] == "7"
+
+
+async def test_upstream_answer_that_is_not_json_is_a_502(stack):
+    stack.ml.canned["/classify"] = stack.canned(
+        status=200, body=b"<html>proxy error</html>", content_type="text/html"
+    )
+    client = await stack.start()
+    r = await client.post("/classify", content=b"{}", headers={"X-API-Key": stack.client_key})
+    assert r.status_code == 502
+    error = stack.envelope(r)
+    assert error["code"] == "upstream_error"
+    assert error["details"]["upstream"] == "ml"
+    assert "html" not in r.text
+
+
+async def test_unknown_path_is_a_404_envelope_and_is_not_forwarded(stack):
+    client = await stack.start()
+    r = await client.get("/healthz", headers={"X-API-Key": stack.client_key})
+    assert r.status_code == 404
+    assert stack.envelope(r)["code"] == "not_found"
+    assert stack.ml.public_calls() == []
+
+
+async def test_wrong_method_is_a_405_envelope(stack):
+    client = await stack.start()
+    r = await client.get("/classify", headers={"X-API-Key": stack.client_key})
+    assert r.status_code == 405
+    assert stack.envelope(r)["code"] == "method_not_allowed"
