@@ -420,7 +420,14 @@ def test_batch_items() -> None:
     assert batch_items({"patients": [FLAT_EXAMPLE]}, max_items=2) == [FLAT_EXAMPLE]
     with pytest.raises(PayloadTooLarge):
         batch_items({"patients": [FLAT_EXAMPLE] * 3}, max_items=2)
-    for bad in ({}, {"patients": []}, {"patients": {}}, [FLAT_EXAMPLE], {"patients": [], "x": 1}):
+    bad_bodies: list[object] = [
+        {},
+        {"patients": []},
+        {"patients": {}},
+        [FLAT_EXAMPLE],
+        {"patients": [FLAT_EXAMPLE], "x": 1},
+    ]
+    for bad in bad_bodies:
         with pytest.raises(InvalidInput):
             batch_items(bad, max_items=2)
 
