@@ -1,0 +1,1 @@
+"""HTTP routes of ml-service, one router per resource."""

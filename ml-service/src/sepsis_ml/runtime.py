@@ -1,0 +1,272 @@
+"""Inference at run time: the bounded thread pool, the service state and the scoring pipeline.
+
+Everything CPU-bound for a request (JSON decoding, input parsing, features, the ONNX call,
+clinical scores, the blend, JSON encoding) runs in one hop on a thread pool sized to the
+cores, never on the event loop. A batch makes one vectorised model call for all its valid
+patients; a patient that fails validation becomes an error entry at its index.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Final, ParamSpec, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from sepsis_ml.blend import blend, drivers, score_values, shock_facts
+from sepsis_ml.config import MLSettings
+from sepsis_ml.features import features_for_windows, window_from_patient
+from sepsis_ml.metrics import InferenceStats, ServiceMetrics
+from sepsis_ml.mlconfig import ConfigStore, LoadedConfig
+from sepsis_ml.model import SepsisModel
+from sepsis_shared.assessment import Priority, alert_for, missing_inputs
+from sepsis_shared.errors import FieldError, InvalidInput, ServiceError
+from sepsis_shared.patient import FLAT_EXAMPLE, NormalizedPatient, batch_items, parse_patient
+from sepsis_shared.scores import clinical_scores
+
+logger = logging.getLogger("sepsis_ml.runtime")
+
+P = ParamSpec("P")
+T = TypeVar("T")
+FloatArray = npt.NDArray[np.float64]
+
+_INDENT_FREE: Final = (",", ":")
+
+
+class Readiness:
+    """Why the service is not ready yet (None once the model is loaded and warm)."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = "starting: the model is not loaded yet"
+
+    def __call__(self) -> str | None:
+        return self.reason
+
+
+class InferenceRuntime:
+    """The bounded thread pool the CPU work runs in, and the counted model call."""
+
+    def __init__(
+        self,
+        *,
+        model: SepsisModel,
+        executor: ThreadPoolExecutor,
+        threads: int,
+        stats: InferenceStats,
+    ) -> None:
+        self.model = model
+        self.executor = executor
+        self.threads = threads
+        self.stats = stats
+
+    async def run(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run `fn` in the pool, with the caller's context (request id) carried over."""
+        loop = asyncio.get_running_loop()
+        call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
+        return await loop.run_in_executor(self.executor, call)
+
+    def predict(self, features: npt.NDArray[np.float32]) -> FloatArray:
+        """Calibrated probabilities for a feature matrix, counted (call from the pool)."""
+        start = time.perf_counter()
+        probabilities = self.model.predict(features)
+        self.stats.record(len(probabilities), time.perf_counter() - start)
+        return probabilities
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceState:
+    """What the handlers read: built once by the lifespan, never mutated."""
+
+    settings: MLSettings
+    model: SepsisModel
+    configs: ConfigStore
+    runtime: InferenceRuntime
+    metrics: ServiceMetrics
+
+    @property
+    def model_info(self) -> dict[str, str]:
+        """The model's name and version as plain data."""
+        return {"name": self.model.name, "version": self.model.version}
+
+    def alert_threshold(self, loaded: LoadedConfig) -> float:
+        """The threshold in force: the config's, else the model's own."""
+        configured = loaded.config.alert_threshold
+        return self.model.alert_threshold if configured is None else configured
+
+
+# --------------------------------------------------------------------------------------------
+# The pipeline (runs in the pool)
+
+
+def decode_json(body: bytes) -> object:
+    """The request body as JSON; a 422 naming `body` when it is not."""
+    try:
+        return json.loads(body)
+    except UnicodeDecodeError:
+        message = "the body is not UTF-8 encoded JSON"
+    except json.JSONDecodeError as exc:
+        message = f"the body is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+    raise InvalidInput.for_fields([FieldError(field="body", message=message)])
+
+
+def encode_json(payload: Mapping[str, Any]) -> bytes:
+    """Compact UTF-8 JSON; NaN or infinity is a bug, never silently invalid JSON."""
+    return json.dumps(
+        payload, ensure_ascii=False, separators=_INDENT_FREE, allow_nan=False
+    ).encode()
+
+
+@functools.cache
+def _alert(priority: Priority) -> dict[str, Any]:
+    return alert_for(priority).model_dump(mode="json")
+
+
+def _elapsed_ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000.0, 3)
+
+
+def assessment(
+    state: ServiceState,
+    loaded: LoadedConfig,
+    patient: NormalizedPatient,
+    probability: float,
+    request_id: str | None,
+) -> dict[str, Any]:
+    """The assessment of one patient as plain data (processing_time_ms still 0)."""
+    config = loaded.config
+    threshold = state.alert_threshold(loaded)
+    probability = float(probability)
+    if not math.isfinite(probability):
+        raise RuntimeError("the model returned a non-finite probability")
+    scores = clinical_scores(patient)
+    values = score_values(scores)
+    shock = shock_facts(patient, config.septic_shock)
+    result = blend(
+        probability=probability,
+        scores=values,
+        shock=shock,
+        config=config,
+        alert_threshold=threshold,
+    )
+    return {
+        "patient_id": patient.patient_id,
+        "risk_score": result.risk_score,
+        "sepsis_probability_6h": round(probability, 6),
+        "priority": result.priority.value,
+        "alert": _alert(result.priority),
+        "clinical_scores": scores.model_dump(mode="json"),
+        "drivers": drivers(
+            patient=patient,
+            scores=scores,
+            result=result,
+            probability=probability,
+            alert_threshold=threshold,
+            shock=shock,
+            config=config,
+        ),
+        "model": state.model_info,
+        "missing_inputs": missing_inputs(patient),
+        "request_id": request_id,
+        "processing_time_ms": 0.0,
+        "priority_rule": result.priority_rule,
+        "rules_fired": list(result.rules_fired),
+        "model_probability": probability,
+        "alert_threshold": threshold,
+        "config_version": config.version,
+        "icu_los_known": patient.iculos is not None,
+    }
+
+
+def score_single(
+    state: ServiceState, body: bytes, *, request_id: str | None, started: float
+) -> bytes:
+    """One patient's request body -> the response body (raises InvalidInput)."""
+    patient = parse_patient(decode_json(body))
+    loaded = state.configs.current
+    features = features_for_windows([window_from_patient(patient)])
+    probability = float(state.runtime.predict(features)[0])
+    out = assessment(state, loaded, patient, probability, request_id)
+    out["processing_time_ms"] = _elapsed_ms(started)
+    return encode_json(out)
+
+
+def _item_error(index: int, exc: ServiceError) -> dict[str, Any]:
+    return {
+        "index": index,
+        "error": {"code": exc.code, "message": exc.message, "details": exc.details},
+    }
+
+
+def score_batch(
+    state: ServiceState, body: bytes, *, request_id: str | None, started: float
+) -> bytes:
+    """A `{"patients": [...]}` body -> the batch response body, one model call for all."""
+    items: Sequence[object] = batch_items(decode_json(body), max_items=state.settings.max_batch)
+    loaded = state.configs.current
+    results: list[dict[str, Any] | None] = [None] * len(items)
+    patients: list[tuple[int, NormalizedPatient]] = []
+    windows = []
+    for index, item in enumerate(items):
+        try:
+            patient = parse_patient(item, field_prefix=f"patients[{index}]")
+            window = window_from_patient(patient)
+        except InvalidInput as exc:
+            results[index] = _item_error(index, exc)
+            continue
+        patients.append((index, patient))
+        windows.append(window)
+
+    probabilities: list[float] = []
+    if windows:
+        probabilities = state.runtime.predict(features_for_windows(windows)).tolist()
+    for (index, patient), probability in zip(patients, probabilities, strict=True):
+        try:
+            entry = assessment(state, loaded, patient, probability, request_id)
+        except Exception:
+            # One patient that trips a defect must not fail the others; the log has the trace.
+            logger.exception("assessment failed for one batch item", extra={"index": index})
+            results[index] = _item_error(
+                index, ServiceError("Internal error assessing this patient; see the server log.")
+            )
+            continue
+        entry["index"] = index
+        results[index] = entry
+
+    elapsed = _elapsed_ms(started)
+    errors = 0
+    for done in results:
+        if done is None or "error" in done:
+            errors += 1
+        else:
+            done["processing_time_ms"] = elapsed
+    return encode_json(
+        {
+            "results": results,
+            "count": len(items),
+            "errors": errors,
+            "processing_time_ms": elapsed,
+            "model": state.model_info,
+            "config_version": loaded.config.version,
+            "request_id": request_id,
+        }
+    )
+
+
+def warm_up(state: ServiceState) -> None:
+    """Score one example patient through the whole pipeline (not counted); raise if broken."""
+    patient = parse_patient(dict(FLAT_EXAMPLE))
+    features = features_for_windows([window_from_patient(patient)])
+    probabilities = state.model.predict(features)
+    if probabilities.shape != (1,) or not 0.0 <= float(probabilities[0]) <= 1.0:
+        raise RuntimeError("the model's warm-up prediction is not a probability")
+    assessment(state, state.configs.current, patient, float(probabilities[0]), None)
