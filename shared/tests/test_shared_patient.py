@@ -262,6 +262,8 @@ def test_bedside_inputs() -> None:
         ("FiO2", "%", 40, 0.4),
         ("Hgb", "g/L", 120, 12.0),
         ("HR", "beats/min", 88, 88.0),
+        ("HR", "bpm", 88, 88.0),
+        ("Potassium", "mEq/L", 4.1, 4.1),
     ],
 )
 def test_unit_conversion(name: str, unit: str, sent: float, stored: float) -> None:
@@ -346,7 +348,7 @@ def test_every_field_error_is_collected_with_its_path() -> None:
     assert "empty list" in errors["vitals.O2Sat"]
     assert "25 to 45 °C" in errors["vitals.Temp"]
     assert '"units": {"Temp": "degF"}' in errors["vitals.Temp"]
-    assert errors["vitals.MAP"] == "MAP 400 is outside the accepted range 0 to 300 mmHg"
+    assert errors["vitals.MAP"] == "MAP is outside the accepted range 0 to 300 mmHg"
     assert errors["vitals.HR[3].val"] == "missing"
 
 

@@ -211,7 +211,8 @@ class _Parser:
         if x < spec.low or x > spec.high:
             self.err(
                 path,
-                f"{spec.name} {x:g} is outside the accepted range {spec.range_text}"
+                # the value itself is not echoed: error messages carry no patient data
+                f"{spec.name} is outside the accepted range {spec.range_text}"
                 + _unit_hint(spec, x),
             )
             return None

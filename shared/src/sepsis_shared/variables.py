@@ -107,6 +107,12 @@ _FIO2_UNITS = _conv(
     "fraction", "ratio", "1", **{"%": lambda x: x / 100.0, "percent": lambda x: x / 100.0}
 )
 _HGB_UNITS = _conv("g/dl", "gdl", **{"g/l": lambda x: x / 10.0})
+# Other spellings of a canonical unit (normalised); mEq/L equals mmol/L for monovalent ions.
+_SAME_UNITS: Mapping[str, tuple[str, ...]] = {
+    "beats/min": ("bpm", "/min", "1/min"),
+    "breaths/min": ("/min", "1/min"),
+    "mmol/l": ("meq/l",),
+}
 
 
 def _v(
@@ -122,7 +128,8 @@ def _v(
     conversions: Mapping[str, Callable[[float], float]] | None = None,
 ) -> VariableSpec:
     if conversions is None:
-        conversions = _conv(normalise_unit(unit)) if unit else _conv()
+        norm = normalise_unit(unit)
+        conversions = _conv(norm, *_SAME_UNITS.get(norm, ())) if unit else _conv()
     return VariableSpec(
         name=name,
         unit=unit,
