@@ -292,21 +292,23 @@ def test_sofa_respiration_pao2_fio2(pao2: float, points: int) -> None:
 
 
 @pytest.mark.parametrize(
-    ("spo2", "points"),
-    # FiO2 0.25: S/F = 4 x SpO2, exact in binary at the cut-offs 400, 315, 235 and 150
+    ("spo2", "fio2", "points"),
+    # Grissom 2010 bands, inclusive upper bounds; FiO2 0.25 makes S/F = 4 x SpO2, exact in binary
     [
-        (100, 0),  # 400: SpO2 above 97 may still show a normal ratio
-        (97, 1),  # 388
-        (78.75, 1),  # 315
-        (78.5, 2),  # 314
-        (58.75, 2),  # 235
-        (58.5, 3),  # 234
-        (37.5, 3),  # 150
-        (37, 4),  # 148
+        (96, 0.21, 0),  # 457
+        (100, 0.21, 0),  # 476: SpO2 above 97 may still show a normal ratio
+        (97, 0.25, 1),  # 388
+        (79, 0.25, 1),  # 316
+        (78.75, 0.25, 2),  # 315
+        (59, 0.25, 2),  # 236
+        (58.75, 0.25, 3),  # 235
+        (37.75, 0.25, 3),  # 151
+        (37.5, 0.25, 4),  # 150
+        (90, 1.0, 4),  # 90
     ],
 )
-def test_sofa_respiration_spo2_fio2_surrogate(spo2: float, points: int) -> None:
-    result = sofa(patient(SpO2=spo2, FiO2=0.25))
+def test_sofa_respiration_spo2_fio2_surrogate(spo2: float, fio2: float, points: int) -> None:
+    result = sofa(patient(SpO2=spo2, FiO2=fio2))
     assert result.components["respiration"] == points
     assert any("SpO2/FiO2" in n for n in result.notes)
 

@@ -13,8 +13,8 @@ Sources of the thresholds (cited at each table):
 - NEWS2: Royal College of Physicians, National Early Warning Score (NEWS) 2, London 2017.
 - SOFA: Vincent JL et al., Intensive Care Med 1996;22(7):707-710. SpO2/FiO2 surrogate for the
   respiratory component: Rice TW et al., Chest 2007;132(2):410-417 (S/F = 64 + 0.84 x P/F, valid
-  for SpO2 <= 97 %), with the cut-offs of Pandharipande PP et al., Crit Care Med
-  2009;37(4):1317-1321.
+  for SpO2 <= 97 %; S/F 235 and 315 match P/F 200 and 300), with the S/F bands of the modified
+  SOFA of Grissom CK et al., Disaster Med Public Health Prep 2010;4(4):277-284.
 """
 
 from __future__ import annotations
@@ -341,8 +341,8 @@ SOFA_PF_BANDS: Final[Sequence[tuple[float, int]]] = ((100, 4), (200, 3), (300, 2
 """PaO2/FiO2 (mmHg): < 100 -> 4, < 200 -> 3, < 300 -> 2, < 400 -> 1. Vincent requires
 respiratory support for 3 and 4; ventilation is not an input here, so the ratio alone decides."""
 SOFA_SF_BANDS: Final[Sequence[tuple[float, int]]] = ((150, 4), (235, 3), (315, 2), (400, 1))
-"""SpO2/FiO2 stand-in (Rice 2007; Pandharipande 2009): < 150 -> 4, < 235 -> 3, < 315 -> 2,
-< 400 -> 1."""
+"""SpO2/FiO2 stand-in (Rice 2007; bands of Grissom 2010): <= 150 -> 4, 151-235 -> 3,
+236-315 -> 2, 316-400 -> 1, > 400 -> 0 (inclusive upper bounds)."""
 SOFA_SF_MAX_SPO2: Final = 97.0
 """Above this SpO2 the S/F ratio no longer tracks P/F (oxygen dissociation curve plateau)."""
 SOFA_PLATELET_BANDS: Final[Sequence[tuple[float, int]]] = ((20, 4), (50, 3), (100, 2), (150, 1))
@@ -400,7 +400,7 @@ def _sofa_respiration(p: NormalizedPatient, missing: list[str], notes: list[str]
         return _below(pao2 / fio2, SOFA_PF_BANDS)
     if spo2 is not None:
         ratio = spo2 / fio2
-        points = _below(ratio, SOFA_SF_BANDS)
+        points = _band(ratio, SOFA_SF_BANDS, 0)
         if spo2 > SOFA_SF_MAX_SPO2 and points > 0:
             notes.append(
                 "respiration not scored: SpO2 above 97 % does not stand in for PaO2 "
