@@ -136,9 +136,7 @@ async def test_upstream_statuses_pass_through(stack, status):
         status=status, body=body, headers={"Retry-After": "7"}
     )
     client = await stack.start()
-    r = await client.post(
-        "/classify-batch", content=b"[]", headers={"X-API-Key": stack.client_key}
-    )
+    r = await client.post("/classify-batch", content=b"[]", headers={"X-API-Key": stack.client_key})
     assert r.status_code == status
     assert r.content == body
     assert r.headers["retry-after"] == "7"

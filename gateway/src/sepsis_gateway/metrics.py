@@ -45,6 +45,8 @@ class LatencyHistogram:
         if self.count == 0:
             return None
         rank = max(1, math.ceil(q / 100.0 * self.count))
+        if rank >= self.count:
+            return self.max_ms
         seen = 0
         for index in sorted(self._buckets):
             seen += self._buckets[index]

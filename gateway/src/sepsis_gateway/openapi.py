@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sepsis_gateway.routes.table import PublicRoute
-from sepsis_gateway.upstream import CircuitState, Upstream
+from sepsis_gateway.upstream import CircuitState, Upstream, UpstreamStatus
 from sepsis_shared.errors import ServiceError
 from sepsis_shared.settings import SERVICE_TOKEN_HEADER
 
@@ -194,7 +194,12 @@ class ApiDocs:
         fresh = cached.doc is not None and now - cached.fetched_at < self._ttl_s
         if fresh or now - cached.attempted_at < _RETRY_GAP_S:
             return False
-        return self._upstreams[name].breaker.view() is not CircuitState.OPEN
+        upstream = self._upstreams[name]
+        # A service known to be down is not asked; the probe refreshes it when it returns.
+        return (
+            upstream.status is not UpstreamStatus.DOWN
+            and upstream.breaker.view() is not CircuitState.OPEN
+        )
 
     async def refresh(self, name: str) -> bool:
         """Fetch one service's document now; on failure the previous one stays."""
@@ -224,8 +229,9 @@ class ApiDocs:
             return True
 
     async def refresh_due(self) -> None:
-        """Fetch the documents that are missing or older than the TTL (when reachable)."""
-        due = [name for name in self._cache if self._due(name)]
+        """Fetch the documents that are missing or older than the TTL (when reachable), and
+        wait for fetches already under way."""
+        due = [name for name in self._cache if self._locks[name].locked() or self._due(name)]
         if due:
             await asyncio.gather(*(self.refresh(name) for name in due))
 

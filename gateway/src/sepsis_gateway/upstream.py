@@ -54,7 +54,7 @@ class CircuitBreaker:
     ) -> None:
         self.threshold = threshold
         self.cooldown_s = cooldown_s
-        self._clock = clock
+        self.clock = clock
         self.state = CircuitState.CLOSED
         self.failures = 0
         self._opened_at = 0.0
@@ -62,7 +62,7 @@ class CircuitBreaker:
 
     def view(self) -> CircuitState:
         """The state as the next call would find it (open turns half-open after the cool-down)."""
-        if self.state is CircuitState.OPEN and self._clock() - self._opened_at >= self.cooldown_s:
+        if self.state is CircuitState.OPEN and self.clock() - self._opened_at >= self.cooldown_s:
             return CircuitState.HALF_OPEN
         return self.state
 
@@ -71,7 +71,7 @@ class CircuitBreaker:
         if self.state is CircuitState.CLOSED:
             return True
         if self.state is CircuitState.OPEN:
-            if self._clock() - self._opened_at < self.cooldown_s:
+            if self.clock() - self._opened_at < self.cooldown_s:
                 return False
             self.state = CircuitState.HALF_OPEN
         if self._probing:
@@ -95,7 +95,7 @@ class CircuitBreaker:
             if self.state is not CircuitState.OPEN:
                 logger.warning("circuit opened after %d consecutive failures", self.failures)
             self.state = CircuitState.OPEN
-            self._opened_at = self._clock()
+            self._opened_at = self.clock()
 
     def release(self) -> None:
         """A call ended without a verdict (cancelled, or not a connection matter)."""
@@ -103,7 +103,7 @@ class CircuitBreaker:
 
     def retry_after_s(self) -> int:
         """Whole seconds until the next probe may go out."""
-        remaining = self.cooldown_s - (self._clock() - self._opened_at)
+        remaining = self.cooldown_s - (self.clock() - self._opened_at)
         return max(1, math.ceil(remaining))
 
 
@@ -271,11 +271,13 @@ class Upstream:
         body: bytes | None = None,
         headers: dict[str, str] | None = None,
         client_timeout: aiohttp.ClientTimeout | None = None,
+        measured: bool = True,
     ) -> UpstreamReply:
         """Send one request through the breaker; raise a ServiceError when no usable answer.
 
         Any HTTP answer (even a 5xx) counts as the upstream being reachable; its status and
-        body are returned untouched.
+        body are returned untouched. `measured=False` keeps the gateway's own housekeeping
+        calls (documents, figures) out of the per-upstream call figures.
         """
         if not self.breaker.allow():
             raise self._unavailable_circuit()
@@ -299,8 +301,9 @@ class Upstream:
                     failure = self._failure(exc, timeout)
                     if failure.retry and attempts > 0:
                         continue
-                    ms = (time.perf_counter() - started) * 1000
-                    self.metrics.record_upstream(self.name, 0, ms)
+                    if measured:
+                        ms = (time.perf_counter() - started) * 1000
+                        self.metrics.record_upstream(self.name, 0, ms)
                     if failure.counts:
                         self.breaker.record_failure()
                         self._mark(UpstreamStatus.DOWN, failure.error.message)
@@ -316,8 +319,9 @@ class Upstream:
             # Cancelled (client went away) or failed above: free the half-open probe slot.
             self.breaker.release()
             raise
-        ms = (time.perf_counter() - started) * 1000
-        self.metrics.record_upstream(self.name, status, ms)
+        if measured:
+            ms = (time.perf_counter() - started) * 1000
+            self.metrics.record_upstream(self.name, status, ms)
         self.breaker.record_success()
         if self.status is not UpstreamStatus.UP:
             self._mark(UpstreamStatus.UP)
@@ -339,7 +343,9 @@ class Upstream:
             total=min(timeout_s, self.total_timeout_s), sock_connect=self.connect_timeout_s
         )
         headers = {REQUEST_ID_HEADER: request_id} if request_id else None
-        reply = await self.call("GET", path, headers=headers, client_timeout=timeout)
+        reply = await self.call(
+            "GET", path, headers=headers, client_timeout=timeout, measured=False
+        )
         if reply.status != 200:
             raise UpstreamError(
                 f"{self.label} answered {reply.status} on {path}.",
