@@ -1,0 +1,379 @@
+"""Model features: one bounded look-back window per scored hour, the same code for all callers.
+
+A scored hour is described by a `PatientWindow`: the last `WINDOW_HOURS` hourly rows of the
+`INPUT_VARIABLES` (NaN where nothing was measured; the last row is the scored hour) plus age,
+sex and the optional ICU length of stay. `features_for_windows` turns a batch of windows into
+the model's feature matrix. The service builds windows from a request (`window_from_patient`);
+training and evaluation build the window of every hour of every stay (`windows_for_stays`,
+`features_for_stays`) and feed them through the very same `features_for_windows`, so a request
+carrying the rows of a window yields exactly the features the model was trained on for that
+hour. Nothing here looks beyond the window: no whole-stay statistics, no record length.
+
+Only numpy is needed, so the service image does not carry the training stack.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final, NamedTuple, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+
+WINDOW_HOURS: Final = 8
+"""Hourly rows per window, the scored hour included (the scored hour and the 7 before it)."""
+
+VITALS: Final = ("HR", "O2Sat", "Temp", "SBP", "MAP", "DBP", "Resp")
+"""Bedside vital signs: summarised over the window (last, mean, min, max, std, slope)."""
+
+LABS: Final = (
+    "BaseExcess",
+    "HCO3",
+    "FiO2",
+    "pH",
+    "PaCO2",
+    "SaO2",
+    "AST",
+    "BUN",
+    "Alkalinephos",
+    "Calcium",
+    "Chloride",
+    "Creatinine",
+    "Bilirubin_direct",
+    "Glucose",
+    "Lactate",
+    "Magnesium",
+    "Phosphate",
+    "Potassium",
+    "Bilirubin_total",
+    "TroponinI",
+    "Hct",
+    "Hgb",
+    "PTT",
+    "WBC",
+    "Fibrinogen",
+    "Platelets",
+)
+"""Laboratory values: drawn a few times a day, so only the latest value in the window is used."""
+
+INPUT_VARIABLES: Final[tuple[str, ...]] = VITALS + LABS
+"""PhysioNet 2019 names held by a window, in column order. EtCO2 is left out: it is never
+measured in the training data, so the model could learn nothing from it."""
+
+VITAL_STATS: Final = ("last", "mean", "min", "max", "std", "slope")
+
+DERIVED: Final = ("ShockIndex", "PulsePressure", "BUN_Creatinine", "SpO2_FiO2")
+"""Indices from the latest values: HR/SBP, SBP-DBP, BUN/creatinine, SpO2/FiO2."""
+
+SCORES: Final = ("SIRS_partial", "qSOFA_partial", "NEWS2_partial", "SOFA_partial")
+"""Clinical score parts the window's variables allow (missing components count 0)."""
+
+DEMOGRAPHICS: Final = ("Age", "Gender", "ICULOS")
+
+FEATURE_NAMES: Final[tuple[str, ...]] = (
+    tuple(f"{v}_{s}" for v in VITALS for s in VITAL_STATS)
+    + tuple(f"{v}_last" for v in LABS)
+    + DERIVED
+    + SCORES
+    + DEMOGRAPHICS
+)
+
+_COL: Final = {name: i for i, name in enumerate(INPUT_VARIABLES)}
+_N_VARS: Final = len(INPUT_VARIABLES)
+_N_VITALS: Final = len(VITALS)
+
+# --- Clinical thresholds (published definitions; the scores here are partial: only the
+# components the window's variables allow, with a missing component counted as normal).
+# SIRS: Bone RC et al., ACCP/SCCM Consensus Conference, Chest 1992;101(6):1644-1655.
+SIRS_TEMP_HIGH: Final = 38.0  # °C, > counts
+SIRS_TEMP_LOW: Final = 36.0  # °C, < counts
+SIRS_HR_HIGH: Final = 90.0  # /min, > counts
+SIRS_RESP_HIGH: Final = 20.0  # /min, > counts
+SIRS_PACO2_LOW: Final = 32.0  # mm Hg, < counts
+SIRS_WBC_HIGH: Final = 12.0  # 10^3/µL, > counts
+SIRS_WBC_LOW: Final = 4.0  # 10^3/µL, < counts
+# qSOFA: Singer M et al., Sepsis-3, JAMA 2016;315(8):801-810 (mentation is not in the window).
+QSOFA_RESP_MIN: Final = 22.0  # /min, >= counts
+QSOFA_SBP_MAX: Final = 100.0  # mm Hg, <= counts
+
+
+class _Banded(NamedTuple):
+    """Points by band: `edges` ascending; `right` means a value equal to an edge falls in the
+    lower band (the "<= edge" wording of a score table)."""
+
+    edges: tuple[float, ...]
+    points: tuple[int, ...]
+    right: bool
+
+
+# NEWS2: Royal College of Physicians, National Early Warning Score (NEWS) 2, 2017 (SpO2
+# scale 1; the supplemental-oxygen and consciousness parameters are not in the window).
+NEWS2_BANDS: Final = {
+    "Resp": _Banded((8, 11, 20, 24), (3, 1, 0, 2, 3), right=True),
+    "O2Sat": _Banded((91, 93, 95), (3, 2, 1, 0), right=True),
+    "SBP": _Banded((90, 100, 110, 219), (3, 2, 1, 0, 3), right=True),
+    "HR": _Banded((40, 50, 90, 110, 130), (3, 1, 0, 1, 2, 3), right=True),
+    "Temp": _Banded((35.0, 36.0, 38.0, 39.0), (3, 1, 0, 1, 2), right=True),
+}
+# SOFA: Vincent JL et al., Intensive Care Med 1996;22(7):707-710 (coagulation, liver, renal
+# by creatinine, cardiovascular by MAP < 70 without vasopressor information).
+SOFA_BANDS: Final = {
+    "Platelets": _Banded((20, 50, 100, 150), (4, 3, 2, 1, 0), right=False),
+    "Bilirubin_total": _Banded((1.2, 2.0, 6.0, 12.0), (0, 1, 2, 3, 4), right=False),
+    "Creatinine": _Banded((1.2, 2.0, 3.5, 5.0), (0, 1, 2, 3, 4), right=False),
+    "MAP": _Banded((70,), (1, 0), right=False),
+}
+
+# FiO2 is a fraction; room air is the floor, which also keeps the ratio finite.
+_FIO2_MIN: Final = 0.21
+_FIO2_MAX: Final = 1.0
+
+
+@dataclass(frozen=True)
+class PatientWindow:
+    """One scored hour: `values` is (WINDOW_HOURS, len(INPUT_VARIABLES)) float64, NaN = not
+    measured, last row = the scored hour; age/gender/iculos are NaN when unknown."""
+
+    values: FloatArray
+    age: float
+    gender: float
+    iculos: float
+
+
+class _ObservationLike(Protocol):
+    @property
+    def value(self) -> float: ...
+    @property
+    def hours_ago(self) -> float: ...
+
+
+class PatientLike(Protocol):
+    """What `window_from_patient` reads of a `sepsis_shared.patient.NormalizedPatient`."""
+
+    @property
+    def series(self) -> Mapping[str, Sequence[_ObservationLike]]: ...
+    @property
+    def age(self) -> float | None: ...
+    @property
+    def gender(self) -> int | None: ...
+    @property
+    def iculos(self) -> float | None: ...
+
+
+def _or_nan(x: float | None) -> float:
+    return math.nan if x is None else float(x)
+
+
+def window_from_patient(p: PatientLike) -> PatientWindow:
+    """Bucket each observation by `hours_ago` into hourly rows ending at the scored hour.
+
+    Row WINDOW_HOURS-1 holds hours_ago in [0, 1), the row before it [1, 2), and so on;
+    observations older than the window are dropped; of several in one hour the newest wins.
+    """
+    values = np.full((WINDOW_HOURS, _N_VARS), np.nan)
+    newest = np.full((WINDOW_HOURS, _N_VARS), np.inf)
+    for name, observations in p.series.items():
+        col = _COL.get(name)
+        if col is None:
+            continue
+        for obs in observations:
+            ago = float(obs.hours_ago)
+            value = float(obs.value)
+            if not (ago >= 0.0) or not math.isfinite(value):
+                continue
+            bucket = math.floor(ago)
+            if bucket >= WINDOW_HOURS:
+                continue
+            row = WINDOW_HOURS - 1 - bucket
+            if ago < newest[row, col]:
+                newest[row, col] = ago
+                values[row, col] = value
+    return PatientWindow(
+        values=values, age=_or_nan(p.age), gender=_or_nan(p.gender), iculos=_or_nan(p.iculos)
+    )
+
+
+def _last_observed(x: FloatArray, observed: npt.NDArray[np.bool_]) -> FloatArray:
+    """Latest observed value along axis 1 (carried forward within the window only)."""
+    steps = np.arange(x.shape[1])
+    idx = np.where(observed, steps[None, :, None], -1).max(axis=1)
+    picked = np.take_along_axis(x, np.maximum(idx, 0)[:, None, :], axis=1)[:, 0, :]
+    return np.where(idx >= 0, picked, np.nan)
+
+
+def _band_points(x: FloatArray, band: _Banded) -> FloatArray:
+    idx = np.digitize(np.nan_to_num(x, nan=0.0), np.asarray(band.edges), right=band.right)
+    points = np.asarray(band.points, dtype=np.float64)[idx]
+    return np.where(np.isnan(x), 0.0, points)
+
+
+def _gt(x: FloatArray, threshold: float) -> FloatArray:
+    with np.errstate(invalid="ignore"):
+        return (x > threshold).astype(np.float64)
+
+
+def _lt(x: FloatArray, threshold: float) -> FloatArray:
+    with np.errstate(invalid="ignore"):
+        return (x < threshold).astype(np.float64)
+
+
+def _ge(x: FloatArray, threshold: float) -> FloatArray:
+    with np.errstate(invalid="ignore"):
+        return (x >= threshold).astype(np.float64)
+
+
+def _le(x: FloatArray, threshold: float) -> FloatArray:
+    with np.errstate(invalid="ignore"):
+        return (x <= threshold).astype(np.float64)
+
+
+def _vital_stats(v: FloatArray) -> FloatArray:
+    """(n, W, k) vitals -> (n, k, len(VITAL_STATS)) summary statistics."""
+    observed = ~np.isnan(v)
+    count = observed.sum(axis=1).astype(np.float64)
+    has_any = count > 0
+    has_two = count > 1
+    safe_count = np.maximum(count, 1.0)
+    zeroed = np.where(observed, v, 0.0)
+    mean = zeroed.sum(axis=1) / safe_count
+    vmin = np.where(observed, v, np.inf).min(axis=1)
+    vmax = np.where(observed, v, -np.inf).max(axis=1)
+    dev = np.where(observed, v - mean[:, None, :], 0.0)
+    std = np.sqrt((dev * dev).sum(axis=1) / safe_count)
+    # Least-squares slope per hour over the observed points: independent of how many hours
+    # of history the caller sent, unlike last-minus-first.
+    t = np.arange(v.shape[1], dtype=np.float64)[None, :, None]
+    t_mean = np.where(observed, t, 0.0).sum(axis=1) / safe_count
+    t_dev = np.where(observed, t - t_mean[:, None, :], 0.0)
+    sxx = (t_dev * t_dev).sum(axis=1)
+    sxy = (t_dev * dev).sum(axis=1)
+    slope = sxy / np.where(sxx > 0, sxx, 1.0)
+    last = _last_observed(v, observed)
+    nan = np.nan
+    return np.stack(
+        [
+            last,
+            np.where(has_any, mean, nan),
+            np.where(has_any, vmin, nan),
+            np.where(has_any, vmax, nan),
+            np.where(has_two, std, nan),
+            np.where(has_two, slope, nan),
+        ],
+        axis=2,
+    )
+
+
+def _features_from_arrays(
+    values: FloatArray, age: FloatArray, gender: FloatArray, iculos: FloatArray
+) -> npt.NDArray[np.float32]:
+    n = values.shape[0]
+    vitals = _vital_stats(values[:, :, :_N_VITALS]).reshape(n, -1)
+    last = _last_observed(values, ~np.isnan(values))
+
+    def col(name: str) -> FloatArray:
+        return last[:, _COL[name]]
+
+    hr, sbp, dbp = col("HR"), col("SBP"), col("DBP")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shock_index = np.where(sbp > 0, hr / sbp, np.nan)
+        bun_creat = np.where(col("Creatinine") > 0, col("BUN") / col("Creatinine"), np.nan)
+    spo2_fio2 = col("O2Sat") / np.clip(col("FiO2"), _FIO2_MIN, _FIO2_MAX)
+    derived = np.stack([shock_index, sbp - dbp, bun_creat, spo2_fio2], axis=1)
+
+    temp, resp, wbc = col("Temp"), col("Resp"), col("WBC")
+    sirs = (
+        np.maximum(_gt(temp, SIRS_TEMP_HIGH), _lt(temp, SIRS_TEMP_LOW))
+        + _gt(hr, SIRS_HR_HIGH)
+        + np.maximum(_gt(resp, SIRS_RESP_HIGH), _lt(col("PaCO2"), SIRS_PACO2_LOW))
+        + np.maximum(_gt(wbc, SIRS_WBC_HIGH), _lt(wbc, SIRS_WBC_LOW))
+    )
+    qsofa = _ge(resp, QSOFA_RESP_MIN) + _le(sbp, QSOFA_SBP_MAX)
+    news2 = sum((_band_points(col(name), band) for name, band in NEWS2_BANDS.items()), np.zeros(n))
+    sofa = sum((_band_points(col(name), band) for name, band in SOFA_BANDS.items()), np.zeros(n))
+    scores = np.stack([sirs, qsofa, news2, sofa], axis=1)
+
+    demographics = np.stack([age, gender, iculos], axis=1)
+    labs = last[:, _N_VITALS:]
+    out = np.concatenate([vitals, labs, derived, scores, demographics], axis=1)
+    return out.astype(np.float32)
+
+
+def features_for_windows(windows: Sequence[PatientWindow]) -> npt.NDArray[np.float32]:
+    """Feature matrix (n, len(FEATURE_NAMES)) float32 for a batch of windows, vectorised."""
+    if not windows:
+        return np.empty((0, len(FEATURE_NAMES)), dtype=np.float32)
+    values = np.stack([np.asarray(w.values, dtype=np.float64) for w in windows])
+    if values.shape[1:] != (WINDOW_HOURS, _N_VARS):
+        raise ValueError(
+            f"window values must have shape ({WINDOW_HOURS}, {_N_VARS}), got {values.shape[1:]}"
+        )
+    age = np.array([w.age for w in windows], dtype=np.float64)
+    gender = np.array([w.gender for w in windows], dtype=np.float64)
+    iculos = np.array([w.iculos for w in windows], dtype=np.float64)
+    return _features_from_arrays(values, age, gender, iculos)
+
+
+def stay_starts(stay_ids: npt.ArrayLike) -> npt.NDArray[np.int64]:
+    """Index of the first row of each row's stay; rows of one stay must be contiguous."""
+    ids = np.asarray(stay_ids)
+    n = ids.shape[0]
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    new_stay = np.ones(n, dtype=bool)
+    new_stay[1:] = ids[1:] != ids[:-1]
+    first = np.flatnonzero(new_stay).astype(np.int64)
+    starts: npt.NDArray[np.int64] = first[np.cumsum(new_stay) - 1]
+    return starts
+
+
+def windows_for_stays(
+    values: FloatArray, starts: npt.NDArray[np.int64], rows: npt.NDArray[np.int64]
+) -> FloatArray:
+    """Windows (len(rows), WINDOW_HOURS, n_vars) of the given hourly rows of stacked stays.
+
+    `values` holds the hourly rows of all stays one after another (INPUT_VARIABLES columns),
+    `starts` the first row of each row's stay. Rows before the stay began are NaN.
+    """
+    offsets = np.arange(-(WINDOW_HOURS - 1), 1)
+    idx = rows[:, None] + offsets[None, :]
+    before_stay = idx < starts[rows][:, None]
+    windows: FloatArray = values[np.maximum(idx, 0)]
+    windows[before_stay] = np.nan
+    return windows
+
+
+def features_for_stays(
+    values: FloatArray,
+    stay_ids: npt.ArrayLike,
+    *,
+    age: FloatArray,
+    gender: FloatArray,
+    iculos: FloatArray,
+    chunk_rows: int = 50_000,
+) -> npt.NDArray[np.float32]:
+    """Features of every hour of every stay, each from its own window (training/evaluation).
+
+    `values`: (n_rows, len(INPUT_VARIABLES)) float64 hourly rows, stays contiguous and in
+    time order; `age`, `gender`, `iculos`: (n_rows,) per row (NaN = unknown). Identical to
+    `features_for_windows` on the windows a request for that hour would carry.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 2 or values.shape[1] != _N_VARS:
+        raise ValueError(f"values must have shape (n, {_N_VARS}), got {values.shape}")
+    n = values.shape[0]
+    starts = stay_starts(stay_ids)
+    out = np.empty((n, len(FEATURE_NAMES)), dtype=np.float32)
+    for lo in range(0, n, chunk_rows):
+        rows = np.arange(lo, min(lo + chunk_rows, n), dtype=np.int64)
+        windows = windows_for_stays(values, starts, rows)
+        out[rows] = _features_from_arrays(
+            windows,
+            np.asarray(age, dtype=np.float64)[rows],
+            np.asarray(gender, dtype=np.float64)[rows],
+            np.asarray(iculos, dtype=np.float64)[rows],
+        )
+    return out

@@ -1,0 +1,119 @@
+"""Loading the challenge data and splitting it by patient.
+
+Accepts the project's parquet file (one row per patient-hour, `patient_id` column) or a folder
+of the challenge's original pipe-separated `.psv` files (one per patient; the file stem is the
+patient id). Rows stay in stay order: patients one after another, hours in time order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from sepsis_ml.features import INPUT_VARIABLES, features_for_stays
+
+LABEL: Final = "SepsisLabel"
+REQUIRED_COLUMNS: Final = (*INPUT_VARIABLES, "Age", "Gender", "ICULOS", LABEL)
+DEFAULT_DATA: Final = Path("../shared/data/physionet2019/setA.parquet")
+
+# The split rule stored in metadata.json: a patient is in the validation set when the first
+# 8 bytes of sha256("<salt>:<seed>:<patient_id>"), read as a big-endian integer, are below
+# fraction * 2**64. It depends on nothing but the id, so any copy of the data splits alike.
+SPLIT_SALT: Final = "sepsis-ml-split"
+INNER_SALT: Final = "sepsis-ml-inner"
+VALIDATION_FRACTION: Final = 0.2
+INNER_HOLDOUT_FRACTION: Final = 0.2
+
+
+def _read_psv_folder(folder: Path, *, progress: bool) -> pd.DataFrame:
+    files = sorted(folder.glob("*.psv"))
+    if not files:
+        raise FileNotFoundError(f"no .psv files in {folder}")
+    frames = []
+    for i, path in enumerate(files, start=1):
+        frame = pd.read_csv(path, sep="|")
+        frame.insert(0, "patient_id", path.stem)
+        frames.append(frame)
+        if progress and i % 2000 == 0:
+            print(f"  read {i:,}/{len(files):,} files", file=sys.stderr)  # noqa: T201
+    return pd.concat(frames, ignore_index=True)
+
+
+def load_dataset(path: Path, *, progress: bool = True) -> pd.DataFrame:
+    """Read a parquet file or a folder of .psv files; check the columns the model needs."""
+    path = Path(path)
+    if path.is_dir():
+        df = _read_psv_folder(path, progress=progress)
+    elif path.suffix == ".psv":
+        df = pd.read_csv(path, sep="|")
+        df.insert(0, "patient_id", path.stem)
+    else:
+        df = pd.read_parquet(path)
+    missing = [c for c in ("patient_id", *REQUIRED_COLUMNS) if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path} lacks columns: {', '.join(missing)}")
+    df["patient_id"] = df["patient_id"].astype(str)
+    # stays must be contiguous and in time order; a stable sort keeps the file's own order
+    df = df.sort_values(["patient_id", "ICULOS"], kind="stable").reset_index(drop=True)
+    return df
+
+
+def _hash_unit(patient_ids: npt.ArrayLike, salt: str, seed: int) -> npt.NDArray[np.float64]:
+    out = []
+    for pid in np.asarray(patient_ids, dtype=str):
+        digest = hashlib.sha256(f"{salt}:{seed}:{pid}".encode()).digest()
+        out.append(int.from_bytes(digest[:8], "big") / 2.0**64)
+    return np.asarray(out, dtype=np.float64)
+
+
+def in_validation(patient_ids: npt.ArrayLike, *, seed: int) -> npt.NDArray[np.bool_]:
+    """True for the patients of the validation split (by id hash; see SPLIT_SALT)."""
+    return _hash_unit(patient_ids, SPLIT_SALT, seed) < VALIDATION_FRACTION
+
+
+def in_inner_holdout(patient_ids: npt.ArrayLike, *, seed: int) -> npt.NDArray[np.bool_]:
+    """True for the training patients held out for early stopping, calibration, threshold."""
+    return _hash_unit(patient_ids, INNER_SALT, seed) < INNER_HOLDOUT_FRACTION
+
+
+PatientRule = Callable[..., npt.NDArray[np.bool_]]
+
+
+def row_mask(df: pd.DataFrame, rule: PatientRule, *, seed: int) -> npt.NDArray[np.bool_]:
+    """Per-row mask from a per-patient rule, computed once per distinct patient."""
+    ids = df["patient_id"].to_numpy(dtype=str)
+    unique, inverse = np.unique(ids, return_inverse=True)
+    per_patient = np.asarray(rule(unique, seed=seed), dtype=bool)
+    return per_patient[inverse]
+
+
+@dataclass(frozen=True)
+class Hourly:
+    """Features, labels and stay ids of every hour of a set of stays."""
+
+    features: npt.NDArray[np.float32]
+    labels: npt.NDArray[np.int8]
+    stay_ids: npt.NDArray[np.str_]
+
+
+def hourly_features(df: pd.DataFrame, *, withhold_iculos: bool = False) -> Hourly:
+    """Features of every hour of every stay in `df` (window per hour, as the service sees)."""
+    n = len(df)
+    iculos = np.full(n, np.nan) if withhold_iculos else df["ICULOS"].to_numpy(dtype=np.float64)
+    stay_ids = df["patient_id"].to_numpy(dtype=str)
+    features = features_for_stays(
+        df[list(INPUT_VARIABLES)].to_numpy(dtype=np.float64),
+        stay_ids,
+        age=df["Age"].to_numpy(dtype=np.float64),
+        gender=df["Gender"].to_numpy(dtype=np.float64),
+        iculos=iculos,
+    )
+    return Hourly(features=features, labels=df[LABEL].to_numpy(dtype=np.int8), stay_ids=stay_ids)

@@ -1,0 +1,180 @@
+"""Evaluate the committed (or any) artefact set on challenge-format data.
+
+`python -m sepsis_ml.training.evaluate DATA [--out DIR] [--patients-from split:validation|all]`
+scores every hour of every stay with the ONNX model through the service's feature code and
+window, with and without the ICU length of stay, and prints progress on stderr and, as the
+last line on stdout, a JSON object of the figures. With --out it writes report.md, metrics.json
+and ROC, precision-recall and calibration plots.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from sepsis_ml.model import SepsisModel
+from sepsis_ml.training.data import (
+    hourly_features,
+    in_validation,
+    load_dataset,
+    row_mask,
+)
+from sepsis_ml.utility import RowUtilities, best_threshold, row_utilities
+
+PREDICT_CHUNK: Final = 100_000
+SPLIT_CHOICES: Final = ("split:validation", "all")
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)  # noqa: T201
+
+
+def predict_in_chunks(
+    model: SepsisModel, features: npt.NDArray[np.float32]
+) -> npt.NDArray[np.float64]:
+    """Calibrated probabilities for many rows, a bounded chunk at a time."""
+    out = np.empty(features.shape[0], dtype=np.float64)
+    for lo in range(0, features.shape[0], PREDICT_CHUNK):
+        out[lo : lo + PREDICT_CHUNK] = model.predict(features[lo : lo + PREDICT_CHUNK])
+    return out
+
+
+def score_figures(
+    labels: npt.NDArray[np.int8],
+    probabilities: npt.NDArray[np.float64],
+    utilities: RowUtilities,
+    threshold: float,
+) -> dict[str, float]:
+    """Hourly AUROC/AUPRC, utility at `threshold` and the best utility any threshold reaches."""
+    alarms = probabilities >= threshold
+    both_classes = 0 < int(labels.sum()) < labels.shape[0]
+    best_t, best_u = best_threshold(utilities, probabilities)
+    return {
+        "hourly_auroc": float(roc_auc_score(labels, probabilities))
+        if both_classes
+        else float("nan"),
+        "hourly_auprc": float(average_precision_score(labels, probabilities))
+        if both_classes
+        else float("nan"),
+        "utility": utilities.normalised(alarms),
+        "alarm_rate": float(alarms.mean()),
+        "best_threshold": best_t,
+        "utility_at_best_threshold": best_u,
+    }
+
+
+def septic_patients_alarmed(
+    labels: npt.NDArray[np.int8], stay_ids: npt.NDArray[np.str_], alarms: npt.NDArray[np.bool_]
+) -> tuple[float, float]:
+    """Share of septic stays with any alarm, share of non-septic stays with any alarm."""
+    frame = pd.DataFrame({"stay": stay_ids, "y": labels, "a": alarms})
+    per_stay = frame.groupby("stay", sort=False).agg(y=("y", "max"), a=("a", "max"))
+    septic = per_stay["y"] == 1
+    sensitivity = float(per_stay.loc[septic, "a"].mean()) if septic.any() else float("nan")
+    false_stays = float(per_stay.loc[~septic, "a"].mean()) if (~septic).any() else float("nan")
+    return sensitivity, false_stays
+
+
+def evaluate_frame(
+    df: pd.DataFrame, model: SepsisModel, *, out: Path | None = None
+) -> dict[str, Any]:
+    """Score every hour of `df` with `model`, with and without ICULOS; optionally report."""
+    start = time.perf_counter()
+    _log(f"features for {len(df):,} rows ...")
+    with_los = hourly_features(df)
+    without_los = hourly_features(df, withhold_iculos=True)
+    _log(f"  done in {time.perf_counter() - start:.1f} s; predicting ...")
+    p_los = predict_in_chunks(model, with_los.features)
+    p_no = predict_in_chunks(model, without_los.features)
+    _log(f"  done in {time.perf_counter() - start:.1f} s; scoring ...")
+    utilities = row_utilities(with_los.labels, with_los.stay_ids)
+    threshold = model.alert_threshold
+    los = score_figures(with_los.labels, p_los, utilities, threshold)
+    no = score_figures(with_los.labels, p_no, utilities, threshold)
+    sens, false_stays = septic_patients_alarmed(
+        with_los.labels, with_los.stay_ids, p_los >= threshold
+    )
+    sens_no, false_stays_no = septic_patients_alarmed(
+        with_los.labels, with_los.stay_ids, p_no >= threshold
+    )
+    result: dict[str, Any] = {
+        "model": f"{model.name} {model.version}",
+        "rows": len(df),
+        "patients": int(df["patient_id"].nunique()),
+        "septic_patients": int(df.groupby("patient_id")["SepsisLabel"].max().sum()),
+        "positive_rows": int(with_los.labels.sum()),
+        "alert_threshold": threshold,
+        "hourly_auroc": los["hourly_auroc"],
+        "hourly_auprc": los["hourly_auprc"],
+        "utility": los["utility"],
+        "hourly_auroc_no_los": no["hourly_auroc"],
+        "hourly_auprc_no_los": no["hourly_auprc"],
+        "utility_no_los": no["utility"],
+        "alarm_rate": los["alarm_rate"],
+        "alarm_rate_no_los": no["alarm_rate"],
+        "septic_patients_alarmed": sens,
+        "septic_patients_alarmed_no_los": sens_no,
+        "non_septic_patients_alarmed": false_stays,
+        "non_septic_patients_alarmed_no_los": false_stays_no,
+        "utility_at_best_threshold": los["utility_at_best_threshold"],
+        "utility_at_best_threshold_no_los": no["utility_at_best_threshold"],
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+    if out is not None:
+        from sepsis_ml.training.report import write_report  # matplotlib only when asked
+
+        write_report(out, result, with_los.labels, p_los, p_no)
+        _log(f"report written to {out}")
+    result["seconds"] = round(time.perf_counter() - start, 1)
+    return result
+
+
+def select_patients(df: pd.DataFrame, model: SepsisModel, patients_from: str) -> pd.DataFrame:
+    """All rows, or the rows of the validation patients under the model's stored split rule."""
+    if patients_from == "all":
+        return df
+    split = model.metadata.get("split")
+    if not isinstance(split, dict) or "seed" not in split:
+        raise SystemExit("the model's metadata.json carries no split rule")
+    mask = row_mask(df, in_validation, seed=int(split["seed"]))
+    return df.loc[mask].reset_index(drop=True)
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="evaluate-ml", description=__doc__.splitlines()[0])
+    parser.add_argument("data", type=Path, help="parquet file or folder of .psv files")
+    parser.add_argument("--out", type=Path, default=None, help="write a report here")
+    parser.add_argument("--model-dir", type=Path, default=None, help="default: packaged model")
+    parser.add_argument(
+        "--patients-from",
+        choices=SPLIT_CHOICES,
+        default="all",
+        help="split:validation = only the validation patients of the model's stored split",
+    )
+    parser.add_argument("--threads", type=int, default=None)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    model = SepsisModel.load(args.model_dir, threads=args.threads)
+    _log(f"model {model.name} {model.version}, alert threshold {model.alert_threshold:.4f}")
+    _log(f"reading {args.data} ...")
+    df = select_patients(load_dataset(args.data), model, args.patients_from)
+    _log(f"  {len(df):,} rows, {df['patient_id'].nunique():,} patients ({args.patients_from})")
+    result = evaluate_frame(df, model, out=args.out)
+    print(json.dumps(result))  # noqa: T201
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
