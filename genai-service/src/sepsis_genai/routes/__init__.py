@@ -1,0 +1,1 @@
+"""HTTP routes of the GenAI service, one router per resource."""

@@ -1,0 +1,71 @@
+"""`GET /genai-health`: LLM provider and its last outcomes, cache state, guardrail version."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter
+
+from sepsis_genai.pipeline import pipeline_version
+from sepsis_genai.routes.deps import Services, ServicesDep
+from sepsis_genai.schemas import CacheHealth, GenAIHealth, HealthStatus
+
+router = APIRouter(tags=["genai"])
+
+NO_LLM_REASON = "no LLM configured"
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat(timespec="seconds") if moment else None
+
+
+def health_of(services: Services) -> GenAIHealth:
+    """The health document from the current state (no I/O)."""
+    llm = services.llm
+    cache = services.cache
+    reasons: list[str] = []
+    status: HealthStatus = "available"
+    if llm is None:
+        status = "degraded"
+        reasons.append(NO_LLM_REASON + " (offline deterministic assessment)")
+    else:
+        stats = llm.stats
+        failing = stats.last_failure is not None and (
+            stats.last_success is None or stats.last_failure > stats.last_success
+        )
+        if failing:
+            # Requests still get the guardrail assessment, unless configured to fail with 503.
+            status = "unavailable" if services.settings.fail_on_llm_error else "degraded"
+            reasons.append(f"the last LLM call failed ({stats.last_failure_kind})")
+    if cache.state == "down":
+        if status == "available":
+            status = "degraded"
+        reasons.append("Redis cache unavailable; serving uncached")
+    return GenAIHealth(
+        status=status,
+        pipeline_version=pipeline_version(),
+        provider=services.pipeline.provider,
+        model=services.pipeline.model_label,
+        reason="; ".join(reasons) or None,
+        last_llm_success=_iso(llm.stats.last_success) if llm else None,
+        last_llm_failure=_iso(llm.stats.last_failure) if llm else None,
+        last_llm_failure_kind=llm.stats.last_failure_kind if llm else None,
+        cache=CacheHealth(
+            state=cache.state,
+            hits=cache.hits,
+            misses=cache.misses,
+            errors=cache.errors,
+            hit_rate=cache.hit_rate,
+            ttl_s=cache.ttl_s if cache.enabled else None,
+        ),
+        guardrail_version=services.guardrail.config.version,
+        timestamp=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+
+
+@router.get("/genai-health", response_model=GenAIHealth)
+async def genai_health(services: ServicesDep) -> GenAIHealth:
+    """State of the GenAI pathway: provider, model, last LLM success and failure, cache."""
+    # A down cache is probed (within its short timeout) so that recovery shows here too.
+    await services.cache.probe()
+    return health_of(services)
