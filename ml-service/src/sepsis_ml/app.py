@@ -11,6 +11,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
 from sepsis_ml.config import MLSettings
 from sepsis_ml.metrics import MetricsMiddleware, ServiceMetrics
@@ -85,13 +86,17 @@ def create_app(settings: MLSettings | None = None) -> FastAPI:
         "blended with qSOFA, SIRS, NEWS2, SOFA and the Sepsis-3 septic-shock criteria.",
         lifespan=lifespan,
     )
-    app.include_router(health_router(service=SERVICE, version=service_version, readiness=readiness))
-    app.include_router(classify.classify_router(max_batch=settings.max_batch))
-    app.include_router(config.router)
-    app.include_router(performance.router)
-    metrics.track(
-        path for route in app.routes if isinstance(path := getattr(route, "path", None), str)
+    routers = (
+        health_router(service=SERVICE, version=service_version, readiness=readiness),
+        classify.classify_router(max_batch=settings.max_batch),
+        config.router,
+        performance.router,
     )
+    for router in routers:
+        app.include_router(router)
+        metrics.track(route.path for route in router.routes if isinstance(route, APIRoute))
+    if app.openapi_url:
+        metrics.track([app.openapi_url])
     setup_service_app(app, service=SERVICE, settings=settings)
     # Outermost, so refused and failed calls are counted and timed too.
     app.add_middleware(MetricsMiddleware, metrics=metrics)

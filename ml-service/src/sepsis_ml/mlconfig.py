@@ -186,6 +186,8 @@ class ConfigError(Exception):
 def _loc(loc: Sequence[int | str]) -> str:
     out = ""
     for part in loc:
+        if part == "[key]":  # pydantic's marker for a bad mapping key: the key names it already
+            continue
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out or "(file)"
 
