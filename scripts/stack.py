@@ -188,7 +188,9 @@ class StackConfig:
             GATEWAY: ServiceSpec(GATEWAY, "sepsis_gateway.app", self.gateway_port, "/health"),
         }
 
-    def service_env(self, name: str, *, redis_url: str) -> dict[str, str]:
+    def service_env(
+        self, name: str, *, redis_url: str, redis_available: bool = True
+    ) -> dict[str, str]:
         """The environment one service process starts with."""
         env = {k: v for k, v in self.base_env.items() if k not in _GATEWAY_ONLY}
         env.pop("INTERNAL_SERVICE_TOKEN", None)
@@ -200,6 +202,9 @@ class StackConfig:
         )
         if name == GENAI:
             env["REDIS_URL"] = redis_url
+            if not redis_available:
+                # No Redis at all: say so plainly (cache "disabled") instead of retrying it.
+                env.setdefault("GENAI_CACHE_ENABLED", "false")
         if name == GATEWAY:
             if self.api_key:
                 env["API_KEY"] = self.api_key
@@ -493,7 +498,9 @@ class LocalStack:
         process = ManagedProcess(
             name,
             argv,
-            env=self.config.service_env(name, redis_url=self.redis.url),
+            env=self.config.service_env(
+                name, redis_url=self.redis.url, redis_available=self.redis.origin != "missing"
+            ),
             log_path=self.log_dir / f"{name}.log",
         )
         process.start()
