@@ -204,15 +204,22 @@ class FakeOpenAI:
         """Queue behaviours, consumed one per call, in order."""
         self._state.queue.extend(behaviours)
 
+    def queue(self, *raw: Mapping[str, Any]) -> None:
+        """Queue behaviours given as JSON-like dicts (the admin endpoint's format)."""
+        self.script(*(Behaviour.from_dict(item) for item in raw))
+
     def configure(
         self,
         *,
-        default: Behaviour | None = None,
+        default: Behaviour | Mapping[str, Any] | None = None,
         latency_s: float | None = None,
         reject_json_schema: bool | None = None,
     ) -> None:
-        if default is not None:
+        """Set what answers when the queue is empty, the latency, structured-output support."""
+        if isinstance(default, Behaviour):
             self._state.default = default
+        elif default is not None:
+            self._state.default = Behaviour.from_dict(default)
         if latency_s is not None:
             self._state.latency_s = latency_s
         if reject_json_schema is not None:
@@ -287,7 +294,15 @@ class FakeOpenAI:
         return app
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> FakeOpenAI:
-        self._runner = web.AppRunner(self.make_app(), access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(
+            self.make_app(),
+            access_log=None,
+            handle_signals=False,
+            # A client that gives up (deadline) ends its call here too; stopping never waits
+            # long for calls still parked.
+            handler_cancellation=True,
+            shutdown_timeout=1.0,
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, backlog=1024)
         await site.start()
