@@ -181,7 +181,7 @@ _CATALOGUE: Final[tuple[FlagSpec, ...]] = (
             _words(
                 r"(?:new(?:ly)?\s+|acute(?:ly)?\s+|increasing(?:ly)?\s+|more\s+)?confus(?:ed|ion)"
             ),
-            _words(r"disorient(?:ed|ation)", r"unresponsive", r"loss\s+of\s+consciousness"),
+            _words(r"disorient(?:at)?(?:ed|ion)", r"unresponsive", r"loss\s+of\s+consciousness"),
             _words(
                 r"(?:decreased|reduced|depressed|lowered|fluctuating|declining|impaired|"
                 r"drop\s+in|dropping|falling)\s+(?:loc|level\s+of\s+consciousness|"
@@ -225,6 +225,8 @@ _CATALOGUE: Final[tuple[FlagSpec, ...]] = (
                 r"peripher(?:ies|ally)\s+(?:cool|cold|shut\s*down)",
                 r"(?:cool|cold)\s+to\s+(?:the\s+)?touch",
                 r"shut\s*down\s+peripher(?:ies|ally)",
+                r"(?:skin|peripher(?:y|ies)|extremit(?:y|ies)|hands|feet|limbs|legs)\s+"
+                r"(?:is\s+|are\s+|feels?\s+)?(?:cool|cold)",
             ),
         ),
     ),
@@ -697,8 +699,14 @@ class _Context:
                 between = text[cue_end:start]
                 window = _PRE_NEGATION_WORDS if kind == _NEG else _PRE_CONTEXT_WORDS
                 if len(between.split()) <= window and not _TERMINATOR.search(between):
+                    # a comma ends a negation unless an "or" list follows; history cues head
+                    # comma lists ("PMH: HTN, DM, UTI") and keep their reach
                     comma = between.find(",")
-                    if comma < 0 or _LIST_CLOSER.search(text, cue_end + comma, hi):
+                    if (
+                        comma < 0
+                        or kind == _CONTEXT
+                        or _LIST_CLOSER.search(text, cue_end + comma, hi)
+                    ):
                         return True
         after = text[end:hi]
         m = _POST_CUE.search(after)
