@@ -609,7 +609,7 @@ def curl_lines(config: StackConfig) -> list[str]:
     return lines
 
 
-def banner(stack: LocalStack) -> str:
+def banner(stack: LocalStack, *, env_file: Path | None = None) -> str:
     """What the run command prints once everything is ready."""
     cfg = stack.config
     redis = stack.redis
@@ -639,6 +639,8 @@ def banner(stack: LocalStack) -> str:
     rows.append(f"  admin key      {cfg.admin_keys[0]}   ({origin('ADMIN_API_KEYS')})")
     rows.append(f"  service token  {cfg.service_token}   ({origin('SERVICE_TOKEN')})")
     rows += ["", "Try (ML pathway, then GenAI pathway):", *curl_lines(cfg), ""]
+    if env_file is not None:
+        rows.append(f"URLs and keys for another shell: source {env_file}")
     rows.append("Press Ctrl-C to stop everything started here.")
     return "\n".join(rows)
 
@@ -690,8 +692,7 @@ def main() -> int:
         stack = LocalStack(StackConfig.from_env(os.environ), out=sys.stderr)
         stack.start()
         env_file = write_env_file(stack)
-        print(banner(stack), flush=True)  # noqa: T201
-        print(f"(URLs and keys also in {env_file} for `source`)", flush=True)  # noqa: T201
+        print(banner(stack, env_file=env_file), flush=True)  # noqa: T201
         reported: set[str] = set()
         while True:
             time.sleep(1.0)

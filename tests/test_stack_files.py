@@ -18,6 +18,12 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import AliasChoices
+from pydantic_settings import BaseSettings
+
+from sepsis_gateway.config import GatewaySettings
+from sepsis_genai.config import GenAISettings
+from sepsis_ml.config import MLSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,6 +41,28 @@ REQUIRED_SECRETS = {
 _INTERPOLATION = re.compile(r"\$\{([^}]*)\}")
 _VALID_INTERPOLATION = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?::?[-?+].*)?$")
 _SECRETISH = re.compile(r"KEY|TOKEN|SECRET|PASSWORD")
+
+
+SETTINGS: dict[str, type[BaseSettings]] = {
+    "gateway": GatewaySettings,
+    "ml-service": MLSettings,
+    "genai-service": GenAISettings,
+}
+# Read by the services but deliberately not configurable through compose.yaml: the legacy
+# spelling of SERVICE_TOKEN, and the switch that would turn the internal token off.
+NOT_IN_COMPOSE = {"INTERNAL_SERVICE_TOKEN", "REQUIRE_SERVICE_TOKEN"}
+
+
+def env_names(settings: type[BaseSettings]) -> set[str]:
+    """Every environment variable a settings class reads."""
+    names: set[str] = set()
+    for field in settings.model_fields.values():
+        alias = field.validation_alias
+        if isinstance(alias, AliasChoices):
+            names |= {choice for choice in alias.choices if isinstance(choice, str)}
+        elif isinstance(alias, str):
+            names.add(alias)
+    return names
 
 
 def _compose() -> dict[str, Any]:
@@ -111,6 +139,24 @@ def test_compose_wires_the_gateway_to_the_services() -> None:
         assert build["context"] == "."
         assert (ROOT / build["dockerfile"]).is_file()
         assert build["dockerfile"] == f"{name}/Dockerfile"
+
+
+def test_compose_passes_every_setting_of_each_service() -> None:
+    services = _compose()["services"]
+    for name, settings in SETTINGS.items():
+        expected = env_names(settings) - NOT_IN_COMPOSE
+        assert expected, name
+        missing = expected - set(_env(services[name]))
+        assert not missing, f"{name}: not passed by compose.yaml: {sorted(missing)}"
+
+
+def test_readme_documents_every_setting() -> None:
+    readme = (ROOT / "README.md").read_text()
+    names = set().union(*(env_names(s) for s in SETTINGS.values()))
+    # The original deployment guide's names, and the run command's own.
+    names |= {"PYTHONUNBUFFERED", "GATEWAY_PORT", "ML_PORT", "GENAI_PORT", "REDIS_PORT"}
+    missing = sorted(n for n in names if f"`{n}`" not in readme)
+    assert not missing, f"README.md does not document {missing}"
 
 
 def test_compose_interpolations_are_well_formed() -> None:
