@@ -125,7 +125,7 @@ _PHONE = re.compile(
 )
 _RECORD_NUMBER = re.compile(
     r"\b(?:MRN|NHS|CHI|ID|record|acct|account|bed|room)\s*(?:no\.?|number|#)?\s*[:#]?\s*"
-    r"[A-Z]{0,3}\d[\w-]{2,}",
+    r"[A-Z]{0,3}\d[\w-]{2,}(?: \d{2,}[\w-]*)*",
     re.IGNORECASE,
 )
 _LONG_NUMBER = re.compile(r"\b\d{7,}\b")
