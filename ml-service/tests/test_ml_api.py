@@ -36,7 +36,7 @@ DESIGN_EXAMPLE = {
     "Age": 65,
     "Gender": 1,
 }
-STRUCTURED = {
+STRUCTURED: dict[str, Any] = {
     "patient_id": "TEST001",
     "vitals": {
         "HR": [{"val": 104, "ts": "2026-02-07T17:30"}, {"val": 118, "ts": "2026-02-07T18:30"}],

@@ -21,7 +21,7 @@ from sepsis_ml.blend import (
     septic_shock,
     shock_facts,
 )
-from sepsis_ml.mlconfig import MLConfig, ScoreName, load_config
+from sepsis_ml.mlconfig import BlendPlan, MLConfig, ScoreName, load_config
 from sepsis_shared.assessment import Priority
 from sepsis_shared.patient import parse_patient
 from sepsis_shared.scores import clinical_scores
@@ -64,7 +64,7 @@ def _run(
         probability=p,
         scores=scores if scores is not None else _scores(),
         shock=shock,
-        config=config,
+        plan=BlendPlan.of(config),
         alert_threshold=threshold,
     )
 
@@ -103,12 +103,12 @@ def test_model_component_passes_through_the_configured_threshold_point(config: M
 
 @pytest.mark.parametrize("name", list(ScoreName))
 def test_each_clinical_share_and_saturation_is_enforced(config: MLConfig, name: ScoreName) -> None:
-    blend_config = config.blend
-    share = blend_config.clinical_weights.get(name, 0.0)
-    saturation = blend_config.clinical_saturation[name]
-    at = clinical_component(_scores(**{name.value: saturation}), blend_config)
-    below = clinical_component(_scores(**{name.value: saturation - 1}), blend_config)
-    above = clinical_component(_scores(**{name.value: saturation + 1}), blend_config)
+    plan = BlendPlan.of(config)
+    share = config.blend.clinical_weights.get(name, 0.0)
+    saturation = config.blend.clinical_saturation[name]
+    at = clinical_component(_scores(**{name.value: saturation}), plan)
+    below = clinical_component(_scores(**{name.value: saturation - 1}), plan)
+    above = clinical_component(_scores(**{name.value: saturation + 1}), plan)
     assert at == pytest.approx(share)
     assert below == pytest.approx(share * (saturation - 1) / saturation)
     assert above == pytest.approx(share), "a score past its saturation adds nothing more"
@@ -121,7 +121,7 @@ def test_weighted_blend_uses_the_configured_weights(config: MLConfig) -> None:
     p = 0.03
     result = _run(config, p=p, scores=scores)
     m = model_component(p, threshold=THRESHOLD, maps_to=b.threshold_maps_to)
-    c = clinical_component(scores, b)
+    c = clinical_component(scores, BlendPlan.of(config))
     expected = round(100 * (b.model_weight * m + b.clinical_weight * c), 1)
     assert result.blended_score == pytest.approx(expected)
     assert result.model_component == pytest.approx(m)
@@ -333,7 +333,7 @@ def _drivers(config: MLConfig, raw: dict[str, Any], p: float = 0.01) -> list[str
         probability=p,
         alert_threshold=THRESHOLD,
         shock=shock,
-        config=config,
+        plan=BlendPlan.of(config),
     )
 
 

@@ -11,14 +11,14 @@ words what moved the assessment. Nothing here knows about HTTP.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Final
 
 from sepsis_ml.features import WINDOW_HOURS
-from sepsis_ml.mlconfig import BlendConfig, MLConfig, ScoreName, SepticShockRule
-from sepsis_shared.assessment import Priority, max_priority
+from sepsis_ml.mlconfig import BlendPlan, ScoreName, SepticShockRule
+from sepsis_shared.assessment import Priority
 from sepsis_shared.patient import NormalizedPatient
 from sepsis_shared.scores import ClinicalScores, ScoreResult
 
@@ -89,22 +89,22 @@ def model_component(probability: float, *, threshold: float, maps_to: float) -> 
     return maps_to + (1.0 - maps_to) * (p - threshold) / (1.0 - threshold)
 
 
-def clinical_component(values: Mapping[ScoreName, int], blend: BlendConfig) -> float:
+def clinical_component(values: Mapping[str, int], plan: BlendPlan) -> float:
     """Weighted sum over scores of min(1, score / saturation), 0-1."""
     total = 0.0
-    for name, share in blend.clinical_weights.items():
-        saturation = blend.clinical_saturation[name]
-        total += share * min(1.0, values.get(name, 0) / saturation)
+    for name, share, saturation in plan.shares:
+        value = values.get(name, 0)
+        total += share if value >= saturation else share * value / saturation
     return min(1.0, total)
 
 
-def score_values(scores: ClinicalScores) -> dict[ScoreName, int]:
-    """The four score totals keyed by name."""
+def score_values(scores: ClinicalScores) -> dict[str, int]:
+    """The four score totals keyed by name (`ScoreName` values)."""
     return {
-        ScoreName.qsofa: scores.qsofa.score,
-        ScoreName.sirs: scores.sirs.score,
-        ScoreName.news2: scores.news2.score,
-        ScoreName.sofa: scores.sofa.score,
+        "qsofa": scores.qsofa.score,
+        "sirs": scores.sirs.score,
+        "news2": scores.news2.score,
+        "sofa": scores.sofa.score,
     }
 
 
@@ -125,45 +125,53 @@ class BlendResult:
     model_alert: bool
 
 
+_RANKS: Final[Mapping[Priority, int]] = {p: p.rank for p in Priority}
+
+
 def blend(
     *,
     probability: float,
-    scores: Mapping[ScoreName, int],
+    scores: Mapping[str, int],
     shock: ShockFacts,
-    config: MLConfig,
+    plan: BlendPlan,
     alert_threshold: float,
 ) -> BlendResult:
-    """Risk score, priority and the rule that set it, following `config`."""
-    b = config.blend
-    m = model_component(probability, threshold=alert_threshold, maps_to=b.threshold_maps_to)
-    c = clinical_component(scores, b)
-    raw = max(m, c) if b.method == "max" else b.model_weight * m + b.clinical_weight * c
+    """Risk score, priority and the rule that set it, following the config's plan."""
+    m = model_component(probability, threshold=alert_threshold, maps_to=plan.threshold_maps_to)
+    c = clinical_component(scores, plan)
+    raw = plan.model_weight * m + plan.clinical_weight * c if plan.weighted else max(m, c)
     # Rounded before banding, so the reported score and its band always agree.
     blended = round(100.0 * min(1.0, max(0.0, raw)), 1)
 
     # Floors in reporting order: when several reach the final priority, the first one named.
-    fired: list[tuple[Priority, str]] = []
-    in_shock = septic_shock(shock, config.septic_shock)
+    fired: list[tuple[Priority, int, str]] = []
+    in_shock = septic_shock(shock, plan.shock)
     if in_shock:
-        fired.append((config.septic_shock.priority, RULE_SEPTIC_SHOCK))
-    for floor in config.score_floors:
+        level = plan.shock.priority
+        fired.append((level, _RANKS[level], RULE_SEPTIC_SHOCK))
+    for floor in plan.floors:
         if scores.get(floor.score, 0) >= floor.at_least:
-            fired.append((floor.priority, floor.rule))
+            fired.append((floor.priority, floor.rank, floor.rule))
     model_alert = probability >= alert_threshold
-    if config.model_floor.enabled and model_alert:
-        fired.append((config.model_floor.priority, RULE_MODEL))
+    if plan.model_floor is not None and model_alert:
+        fired.append((plan.model_floor, _RANKS[plan.model_floor], RULE_MODEL))
 
-    priority = max_priority(config.bands.priority_for(blended), *(level for level, _ in fired))
-    rule = next((name for level, name in fired if level is priority), RULE_BAND)
-    risk = max(blended, config.bands.lower_bound(priority))
+    priority = plan.bands.priority_for(blended)
+    best = _RANKS[priority]
+    rule = RULE_BAND
+    for level, rank, name in fired:
+        # A higher level wins; at the same level the first floor named stays, and a floor
+        # that merely matches the band is reported rather than the band.
+        if rank > best or (rank == best and rule == RULE_BAND):
+            priority, best, rule = level, rank, name
     return BlendResult(
-        risk_score=risk,
+        risk_score=max(blended, plan.bands.lower_bound(priority)),
         blended_score=blended,
         model_component=m,
         clinical_component=c,
         priority=priority,
         priority_rule=rule,
-        rules_fired=tuple(name for _, name in fired),
+        rules_fired=tuple(name for _, _, name in fired),
         septic_shock=in_shock,
         model_alert=model_alert,
     )
@@ -252,23 +260,58 @@ def _score_sentence(patient: NormalizedPatient, name: ScoreName, result: ScoreRe
     return f"{text}: {', '.join(parts)}" if parts else text
 
 
-def _trend_sentences(patient: NormalizedPatient) -> list[tuple[float, str]]:
-    out: list[tuple[float, str]] = []
+def _trend_sentence(name: str, change: float, unit: str, span: float) -> str:
+    verb = "rose" if change > 0 else "fell"
+    return f"{_label(name)} {verb} {_num(abs(change))} {unit} over {_num(span)} h"
+
+
+def _trend_sentences(patient: NormalizedPatient) -> list[tuple[float, Callable[[], str]]]:
+    out: list[tuple[float, Callable[[], str]]] = []
+    series = patient.series
     for name, threshold, unit in _TRENDS:
-        recent = [o for o in patient.observations(name) if o.hours_ago < WINDOW_HOURS]
-        if len(recent) < 2:
+        observations = series.get(name)
+        if observations is None or len(observations) < 2:
             continue
-        first, last = recent[0], recent[-1]
+        last = observations[-1]
+        first = None
+        for o in observations:
+            if o.hours_ago < WINDOW_HOURS:
+                first = o
+                break
+        if first is None or first is last:
+            continue
         span = first.hours_ago - last.hours_ago
         change = last.value - first.value
-        if span <= 0 or change == 0 or math.copysign(1.0, change) != math.copysign(1.0, threshold):
+        # Only a change in the worrying direction, at least as large as the bound.
+        if span <= 0 or change * threshold <= 0 or abs(change) < abs(threshold):
             continue
-        if abs(change) < abs(threshold):
-            continue
-        verb = "rose" if change > 0 else "fell"
-        text = f"{_label(name)} {verb} {_num(abs(change))} {unit} over {_num(span)} h"
-        out.append((60.0 + 10.0 * min(3.0, abs(change) / abs(threshold)), text))
+        weight = 60.0 + 10.0 * min(3.0, abs(change) / abs(threshold))
+        out.append((weight, partial(_trend_sentence, name, change, unit, span)))
     return out
+
+
+def _shock_sentence(shock: ShockFacts, rule: SepticShockRule) -> str:
+    if shock.map_mmhg is not None and shock.map_mmhg < rule.map_below_mmhg:
+        how = "estimated from SBP/DBP " if shock.map_estimated else ""
+        circulation = f"MAP {_num(round(shock.map_mmhg))} mmHg {how}(< {_num(rule.map_below_mmhg)})"
+    else:
+        circulation = "vasopressors running"
+    return (
+        f"Septic shock criteria: {circulation} with lactate "
+        f"{_num(shock.lactate or 0.0)} mmol/L (> {_num(rule.lactate_above_mmol_l)})"
+    )
+
+
+def _lactate_sentence(lactate: float, bound: float) -> str:
+    return f"Lactate {_num(lactate)} mmol/L (>= {_num(bound)})"
+
+
+def _model_sentence(probability: float, alert_threshold: float, alert: bool) -> str:
+    comparison = "at or above" if alert else "below"
+    return (
+        f"Model probability {_pct(probability)}, {comparison} the alert threshold "
+        f"{_pct(alert_threshold)}"
+    )
 
 
 def drivers(
@@ -279,66 +322,50 @@ def drivers(
     probability: float,
     alert_threshold: float,
     shock: ShockFacts,
-    config: MLConfig,
+    plan: BlendPlan,
 ) -> list[str]:
     """3-5 short sentences naming what moved the assessment, most important first."""
-    candidates: list[tuple[float, str]] = []
-    rule = config.septic_shock
-    if result.septic_shock and shock.lactate is not None:
-        if shock.map_mmhg is not None and shock.map_mmhg < rule.map_below_mmhg:
-            how = "estimated from SBP/DBP " if shock.map_estimated else ""
-            circulation = (
-                f"MAP {_num(round(shock.map_mmhg))} mmHg {how}(< {_num(rule.map_below_mmhg)})"
-            )
-        else:
-            circulation = "vasopressors running"
-        candidates.append(
-            (
-                100.0,
-                f"Septic shock criteria: {circulation} with lactate "
-                f"{_num(shock.lactate)} mmol/L (> {_num(rule.lactate_above_mmol_l)})",
-            )
-        )
+    # (weight, sentence maker): only the sentences chosen are ever formatted.
+    candidates: list[tuple[float, Callable[[], str]]] = []
+    if result.septic_shock:
+        candidates.append((100.0, partial(_shock_sentence, shock, plan.shock)))
     elif shock.lactate is not None and shock.lactate >= LACTATE_HIGH:
         bound = LACTATE_VERY_HIGH if shock.lactate >= LACTATE_VERY_HIGH else LACTATE_HIGH
-        candidates.append(
-            (75.0 + bound, f"Lactate {_num(shock.lactate)} mmol/L (>= {_num(bound)})")
-        )
-
-    comparison = "at or above" if result.model_alert else "below"
+        candidates.append((75.0 + bound, partial(_lactate_sentence, shock.lactate, bound)))
     candidates.append(
         (
             90.0 if result.model_alert else 5.0 + 40.0 * result.model_component,
-            f"Model probability {_pct(probability)}, {comparison} the alert threshold "
-            f"{_pct(alert_threshold)}",
+            partial(_model_sentence, probability, alert_threshold, result.model_alert),
         )
     )
 
-    values = score_values(scores)
-    floors = {floor.score: floor for floor in config.score_floors}
-    results: dict[ScoreName, ScoreResult] = {
-        ScoreName.qsofa: scores.qsofa,
-        ScoreName.news2: scores.news2,
-        ScoreName.sirs: scores.sirs,
-        ScoreName.sofa: scores.sofa,
-    }
-    for order, (name, score) in enumerate(results.items()):
-        value = values[name]
-        fired = [f for f in config.score_floors if f.score is name and value >= f.at_least]
-        if fired:
-            weight = 80.0 + 3.0 * max(f.priority.rank for f in fired) - order
+    ordered: tuple[tuple[ScoreName, ScoreResult], ...] = (
+        (ScoreName.qsofa, scores.qsofa),
+        (ScoreName.news2, scores.news2),
+        (ScoreName.sirs, scores.sirs),
+        (ScoreName.sofa, scores.sofa),
+    )
+    for order, (name, score) in enumerate(ordered):
+        value = score.score
+        fired_rank = -1
+        lowest: int | None = None
+        for floor in plan.floors:
+            if floor.score == name:
+                lowest = floor.at_least if lowest is None else min(lowest, floor.at_least)
+                if value >= floor.at_least:
+                    fired_rank = max(fired_rank, floor.rank)
+        if fired_rank >= 0:
+            weight = 80.0 + 3.0 * fired_rank - order
         elif value > 0:
-            floor = floors.get(name)
-            ratio = value / floor.at_least if floor is not None else value / score.max_score
+            ratio = value / (lowest if lowest is not None else score.max_score)
             weight = 20.0 + 20.0 * min(1.0, ratio) - order
         else:
             weight = 1.0 - 0.1 * order
-        candidates.append((weight, _score_sentence(patient, name, score)))
+        candidates.append((weight, partial(_score_sentence, patient, name, score)))
 
     candidates.extend(_trend_sentences(patient))
     candidates.sort(key=lambda item: -item[0])
-    chosen = [text for weight, text in candidates if weight >= 10.0][:MAX_DRIVERS]
+    chosen = [make for weight, make in candidates if weight >= 10.0][:MAX_DRIVERS]
     if len(chosen) < MIN_DRIVERS:
-        rest = [text for _, text in candidates if text not in chosen]
-        chosen.extend(rest[: MIN_DRIVERS - len(chosen)])
-    return chosen
+        chosen = [make for _, make in candidates][:MIN_DRIVERS]
+    return [make() for make in chosen]

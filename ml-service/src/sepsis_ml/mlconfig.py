@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, NamedTuple
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
@@ -279,6 +279,57 @@ def packaged_config_path() -> Path:
     return Path(str(importlib.resources.files("sepsis_ml").joinpath(CONFIG_FILE)))
 
 
+class FloorRule(NamedTuple):
+    """A score floor flattened for the per-patient path."""
+
+    score: str
+    at_least: int
+    priority: Priority
+    rank: int
+    rule: str
+
+
+@dataclass(frozen=True, slots=True)
+class BlendPlan:
+    """A config flattened once for the per-patient path (plain tuples, no model lookups)."""
+
+    config: MLConfig
+    weighted: bool
+    model_weight: float
+    clinical_weight: float
+    threshold_maps_to: float
+    shares: tuple[tuple[str, float, int], ...]
+    """(score, share, saturation) of each score in the clinical component."""
+    bands: Bands
+    shock: SepticShockRule
+    floors: tuple[FloorRule, ...]
+    model_floor: Priority | None
+    """The model floor's priority, None when it is disabled."""
+
+    @classmethod
+    def of(cls, config: MLConfig) -> BlendPlan:
+        """The plan of a validated config."""
+        b = config.blend
+        return cls(
+            config=config,
+            weighted=b.method == "weighted",
+            model_weight=b.model_weight,
+            clinical_weight=b.clinical_weight,
+            threshold_maps_to=b.threshold_maps_to,
+            shares=tuple(
+                (name.value, share, b.clinical_saturation[name])
+                for name, share in b.clinical_weights.items()
+            ),
+            bands=config.bands,
+            shock=config.septic_shock,
+            floors=tuple(
+                FloorRule(f.score.value, f.at_least, f.priority, f.priority.rank, f.rule)
+                for f in config.score_floors
+            ),
+            model_floor=config.model_floor.priority if config.model_floor.enabled else None,
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class LoadedConfig:
     """An active config with where it came from."""
@@ -287,6 +338,7 @@ class LoadedConfig:
     path: Path
     sha256: str
     loaded_at: datetime
+    plan: BlendPlan
 
 
 def load_config(path: Path | None = None) -> LoadedConfig:
@@ -312,6 +364,7 @@ def load_config(path: Path | None = None) -> LoadedConfig:
     config = parse_config(text, path=path)
     return LoadedConfig(
         config=config,
+        plan=BlendPlan.of(config),
         path=path,
         sha256=hashlib.sha256(data).hexdigest(),
         loaded_at=datetime.now(UTC),

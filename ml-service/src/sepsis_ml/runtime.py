@@ -11,17 +11,17 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-import json
 import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Final, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 import numpy.typing as npt
+import pydantic_core
 
 from sepsis_ml.blend import blend, drivers, score_values, shock_facts
 from sepsis_ml.config import MLSettings
@@ -39,8 +39,6 @@ logger = logging.getLogger("sepsis_ml.runtime")
 P = ParamSpec("P")
 T = TypeVar("T")
 FloatArray = npt.NDArray[np.float64]
-
-_INDENT_FREE: Final = (",", ":")
 
 
 class Readiness:
@@ -109,21 +107,18 @@ class ServiceState:
 
 
 def decode_json(body: bytes) -> object:
-    """The request body as JSON; a 422 naming `body` when it is not."""
+    """The request body as JSON (strict: no NaN or Infinity); a 422 naming `body` if not."""
     try:
-        return json.loads(body)
-    except UnicodeDecodeError:
-        message = "the body is not UTF-8 encoded JSON"
-    except json.JSONDecodeError as exc:
-        message = f"the body is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+        return pydantic_core.from_json(body, allow_inf_nan=False)
+    except ValueError as exc:
+        # The parser's message gives only what went wrong and where (line, column).
+        message = f"the body is not valid JSON: {exc}"
     raise InvalidInput.for_fields([FieldError(field="body", message=message)])
 
 
 def encode_json(payload: Mapping[str, Any]) -> bytes:
-    """Compact UTF-8 JSON; NaN or infinity is a bug, never silently invalid JSON."""
-    return json.dumps(
-        payload, ensure_ascii=False, separators=_INDENT_FREE, allow_nan=False
-    ).encode()
+    """Compact UTF-8 JSON (pydantic models inside are serialised by their own schema)."""
+    return pydantic_core.to_json(payload, inf_nan_mode="null")
 
 
 @functools.cache
@@ -143,19 +138,19 @@ def assessment(
     request_id: str | None,
 ) -> dict[str, Any]:
     """The assessment of one patient as plain data (processing_time_ms still 0)."""
-    config = loaded.config
+    plan = loaded.plan
     threshold = state.alert_threshold(loaded)
     probability = float(probability)
     if not math.isfinite(probability):
         raise RuntimeError("the model returned a non-finite probability")
     scores = clinical_scores(patient)
     values = score_values(scores)
-    shock = shock_facts(patient, config.septic_shock)
+    shock = shock_facts(patient, plan.shock)
     result = blend(
         probability=probability,
         scores=values,
         shock=shock,
-        config=config,
+        plan=plan,
         alert_threshold=threshold,
     )
     return {
@@ -164,7 +159,7 @@ def assessment(
         "sepsis_probability_6h": round(probability, 6),
         "priority": result.priority.value,
         "alert": _alert(result.priority),
-        "clinical_scores": scores.model_dump(mode="json"),
+        "clinical_scores": scores,
         "drivers": drivers(
             patient=patient,
             scores=scores,
@@ -172,7 +167,7 @@ def assessment(
             probability=probability,
             alert_threshold=threshold,
             shock=shock,
-            config=config,
+            plan=plan,
         ),
         "model": state.model_info,
         "missing_inputs": missing_inputs(patient),
@@ -182,7 +177,7 @@ def assessment(
         "rules_fired": list(result.rules_fired),
         "model_probability": probability,
         "alert_threshold": threshold,
-        "config_version": config.version,
+        "config_version": plan.config.version,
         "icu_los_known": patient.iculos is not None,
     }
 
