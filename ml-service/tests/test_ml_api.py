@@ -17,6 +17,7 @@ from asgi_lifespan import LifespanManager
 
 from sepsis_ml.app import create_app
 from sepsis_ml.config import MLSettings
+from sepsis_ml.metrics import LatencyHistogram
 from sepsis_ml.mlconfig import packaged_config_path
 from sepsis_ml.model import SepsisModel
 from sepsis_ml.schemas import BatchAssessment, BatchErrorEntry, BatchResponse, MLAssessment
@@ -155,12 +156,24 @@ async def test_bad_input_is_a_422_naming_the_field(
     assert field in _fields(response)
 
 
-async def test_invalid_json_is_a_422_naming_the_body(client: httpx.AsyncClient) -> None:
+@pytest.mark.parametrize(
+    ("content", "field"),
+    [
+        (b'{"HR": 110,', "body"),
+        (b"", "body"),
+        (b'{"HR": NaN}', "body"),
+        (b'{"HR": 80} {"HR": 90}', "body"),
+        (b'{"HR": 1e999}', "HR"),
+    ],
+)
+async def test_invalid_json_is_a_422_naming_the_body(
+    client: httpx.AsyncClient, content: bytes, field: str
+) -> None:
     response = await client.post(
-        "/classify", content=b'{"HR": 110,', headers={"content-type": "application/json"}
+        "/classify", content=content, headers={"content-type": "application/json"}
     )
     assert response.status_code == 422
-    assert _fields(response) == ["body"]
+    assert _fields(response) == [field]
     assert response.json()["error"]["request_id"] == response.headers["x-request-id"]
 
 
@@ -416,3 +429,16 @@ async def test_openapi_documents_bodies_responses_and_errors(client: httpx.Async
     )
     assert {"/config/current", "/reload-config", "/performance", "/readyz"} <= set(spec["paths"])
     assert "priority_rule" in spec["components"]["schemas"]["MLAssessment"]["properties"]
+
+
+def test_latency_percentiles_are_close_in_constant_memory() -> None:
+    histogram = LatencyHistogram()
+    size = len(histogram.counts)
+    for i in range(1, 100_001):
+        histogram.record(i / 100_000)  # 10 µs .. 1 s, uniform
+    assert len(histogram.counts) == size
+    for q in (0.5, 0.95, 0.99):
+        value = histogram.percentile(q)
+        assert value is not None
+        assert value == pytest.approx(q, rel=0.03), q
+    assert LatencyHistogram().percentile(0.5) is None
