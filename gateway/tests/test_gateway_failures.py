@@ -140,7 +140,7 @@ async def test_circuit_opens_fails_fast_then_recovers_through_a_half_open_probe(
         assert revived.public_calls() == []
 
         # After the cool-down one call goes through as the probe and closes the circuit.
-        now[0] += 30.0
+        now[0] += 31.0
         r = await client.post("/classify", content=b"{}", headers=headers)
         assert r.status_code == 200
         health = (await client.get("/health")).json()["upstreams"]["ml"]

@@ -19,8 +19,9 @@ from sepsis_gateway.config import GatewaySettings
 from sepsis_gateway.metrics import Metrics
 from sepsis_gateway.monitor import watch_upstreams
 from sepsis_gateway.openapi import ApiDocs
+from sepsis_gateway.proxy import ForwardMiddleware
 from sepsis_gateway.ratelimit import RateLimiter
-from sepsis_gateway.routes import forward, meta, performance
+from sepsis_gateway.routes import meta, performance
 from sepsis_gateway.routes.meta import API_NAME
 from sepsis_gateway.routes.table import GENAI, ML, PUBLIC_ROUTES, UPSTREAM_LABELS
 from sepsis_gateway.state import STATE_KEY, Gateway
@@ -134,7 +135,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     )
     app.include_router(meta.router)
     app.include_router(performance.router)
-    app.include_router(forward.forward_router(PUBLIC_ROUTES))
+    # The forwarded routes are answered by pure-ASGI middleware ahead of FastAPI's router
+    # (the hot path); the access log wraps it, the request-id middleware wraps everything.
+    app.add_middleware(ForwardMiddleware)
     app.add_middleware(AccessLogMiddleware)
     # Adds logging, the error envelope and the request-id middleware (outermost).
     setup_service_app(app, service="gateway", settings=settings)

@@ -1,7 +1,7 @@
 """The background health probe: every few seconds, each upstream's `/readyz`.
 
 It keeps `/health` current without client traffic, closes a circuit as soon as its upstream is
-back, and refreshes that upstream's OpenAPI document when it returns (or when the cached one is
+back, and refreshes an upstream's OpenAPI document when it comes back (or when the cached one is
 older than its TTL).
 """
 
@@ -25,18 +25,9 @@ async def watch_upstreams(
     timeout_s: float,
 ) -> None:
     """Probe every upstream forever (until cancelled)."""
-    seen_recoveries = {name: u.recoveries for name, u in upstreams.items()}
     while True:
         try:
             await asyncio.gather(*(u.probe(timeout_s=timeout_s) for u in upstreams.values()))
-            back = [
-                name
-                for name, upstream in upstreams.items()
-                if upstream.recoveries != seen_recoveries[name]
-            ]
-            for name in back:
-                seen_recoveries[name] = upstreams[name].recoveries
-            await asyncio.gather(*(docs.refresh(name) for name in back))
             await docs.refresh_due()
         except Exception:
             # The probe must outlive any single failure; the next round tries again.

@@ -20,9 +20,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sepsis_gateway.routes.table import PublicRoute
+from sepsis_gateway.auth import API_KEY_HEADER
+from sepsis_gateway.routes.table import UPSTREAM_LABELS, Access, PublicRoute
 from sepsis_gateway.upstream import CircuitState, Upstream, UpstreamStatus
-from sepsis_shared.errors import ServiceError
+from sepsis_shared.errors import ErrorEnvelope, ServiceError
 from sepsis_shared.settings import SERVICE_TOKEN_HEADER
 
 logger = logging.getLogger("sepsis.gateway.openapi")
@@ -33,6 +34,75 @@ _INTERNAL_HEADERS = frozenset({SERVICE_TOKEN_HEADER.lower()})
 # Do not hammer a service that failed to give its document; the health probe refreshes it as
 # soon as the service is back.
 _RETRY_GAP_S = 5.0
+
+
+SECURITY_SCHEME = "ApiKeyAuth"
+_ENVELOPE_REF = "#/components/schemas/ErrorEnvelope"
+_GATEWAY_ERRORS = {
+    401: "Missing or invalid API key",
+    403: "The key lacks the admin role",
+    413: "Body larger than the gateway accepts, or batch larger than the service accepts",
+    422: "Invalid input; `details` names each bad field",
+    429: "Rate limited; see `Retry-After`",
+    502: "The upstream sent a broken answer",
+    503: "The upstream is unavailable (down, or circuit open; see `Retry-After`)",
+    504: "The upstream did not answer in time",
+}
+
+
+def forwarded_operation(route: PublicRoute) -> JsonDict:
+    """The gateway's own description of a forwarded route (until the service's is merged)."""
+    assert route.upstream is not None
+    label = UPSTREAM_LABELS[route.upstream]
+    codes = [502, 503, 504]
+    if route.access is not Access.NONE:
+        codes += [401, 429]
+    if route.access is Access.ADMIN:
+        codes.append(403)
+    if route.method == "POST":
+        codes += [413, 422]
+    responses: JsonDict = {
+        "200": {"description": "The service's answer", "content": {"application/json": {}}}
+    }
+    for code in sorted(codes):
+        responses[str(code)] = {
+            "description": _GATEWAY_ERRORS[code],
+            "content": {"application/json": {"schema": {"$ref": _ENVELOPE_REF}}},
+        }
+    description = f"Forwarded to {label}."
+    if route.access is Access.ADMIN:
+        description += " Needs an admin key (ADMIN_API_KEYS)."
+    op: JsonDict = {
+        "tags": [label],
+        "summary": route.summary,
+        "description": description,
+        "operationId": route.method.lower()
+        + "_"
+        + route.path.strip("/").replace("-", "_").replace("/", "_"),
+        "responses": responses,
+    }
+    if route.access is not Access.NONE:
+        op["security"] = [{SECURITY_SCHEME: []}]
+    return op
+
+
+def gateway_document(base: JsonDict, routes: Sequence[PublicRoute]) -> JsonDict:
+    """The gateway's own FastAPI document plus its declaration of every forwarded route."""
+    doc = copy.deepcopy(base)
+    paths: JsonDict = doc.setdefault("paths", {})
+    for route in routes:
+        if route.upstream is not None:
+            paths.setdefault(route.path, {})[route.method.lower()] = forwarded_operation(route)
+    components: JsonDict = doc.setdefault("components", {})
+    schemas: JsonDict = components.setdefault("schemas", {})
+    if "ErrorEnvelope" not in schemas:
+        envelope = ErrorEnvelope.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(envelope.pop("$defs", {}))
+        schemas["ErrorEnvelope"] = envelope
+    components.setdefault("securitySchemes", {}).setdefault(
+        SECURITY_SCHEME, {"type": "apiKey", "in": "header", "name": API_KEY_HEADER}
+    )
+    return doc
 
 
 def _rewrite_refs(node: Any, renames: Mapping[str, str]) -> Any:
@@ -112,7 +182,7 @@ def merge_openapi(
     routes: Sequence[PublicRoute],
 ) -> JsonDict:
     """The gateway's document `base` merged with each service's document (None: missing)."""
-    doc = copy.deepcopy(base)
+    doc = gateway_document(base, routes)
     paths: JsonDict = doc.setdefault("paths", {})
     components: JsonDict = doc.setdefault("components", {})
     forwarded = {(r.path, r.method.lower()) for r in routes if r.upstream}
@@ -190,11 +260,16 @@ class ApiDocs:
 
     def _due(self, name: str) -> bool:
         cached = self._cache[name]
+        upstream = self._upstreams[name]
         now = time.monotonic()
-        fresh = cached.doc is not None and now - cached.fetched_at < self._ttl_s
+        fresh = (
+            cached.doc is not None
+            and now - cached.fetched_at < self._ttl_s
+            # A service that came back may have been redeployed: fetch its document again.
+            and (upstream.up_since is None or cached.fetched_at >= upstream.up_since)
+        )
         if fresh or now - cached.attempted_at < _RETRY_GAP_S:
             return False
-        upstream = self._upstreams[name]
         # A service known to be down is not asked; the probe refreshes it when it returns.
         return (
             upstream.status is not UpstreamStatus.DOWN

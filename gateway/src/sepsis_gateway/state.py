@@ -34,7 +34,8 @@ class Gateway:
     docs: ApiDocs
 
 
-def get_gateway(request: Request) -> Gateway:
+async def get_gateway(request: Request) -> Gateway:
+    """The lifespan's Gateway object."""
     gateway: Gateway = getattr(request.state, STATE_KEY)
     return gateway
 
@@ -50,8 +51,10 @@ api_key_scheme = APIKeyHeader(
 )
 
 
-def _authorise(gateway: Gateway, presented: str | None, needed: Role) -> Principal:
-    principal = gateway.keys.identify(presented.encode() if presented else None)
+def authorise(gateway: Gateway, presented: bytes | None, needed: Role) -> Principal:
+    """The caller's principal when its key is valid, has the role and is within its rate
+    limit; else the 401, 403 or 429 to answer."""
+    principal = gateway.keys.identify(presented)
     if principal is None:
         if presented:
             raise Unauthorized(f"Invalid API key in {API_KEY_HEADER}.")
@@ -71,15 +74,7 @@ async def require_client(
     gateway: GatewayDep, presented: Annotated[str | None, Security(api_key_scheme)]
 ) -> Principal:
     """A valid client or admin key, within its rate limit."""
-    return _authorise(gateway, presented, Role.CLIENT)
-
-
-async def require_admin(
-    gateway: GatewayDep, presented: Annotated[str | None, Security(api_key_scheme)]
-) -> Principal:
-    """A valid admin key, within its rate limit."""
-    return _authorise(gateway, presented, Role.ADMIN)
+    return authorise(gateway, presented.encode() if presented else None, Role.CLIENT)
 
 
 ClientKey = Annotated[Principal, Depends(require_client)]
-AdminKey = Annotated[Principal, Depends(require_admin)]

@@ -119,7 +119,8 @@ class UpstreamReply:
 
     status: int
     body: bytes
-    headers: dict[str, str]
+    content_type: bytes
+    retry_after: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,11 +141,9 @@ def open_session(*, max_connections: int, token: str) -> aiohttp.ClientSession:
     )
 
 
-def _is_json(content_type: str | None) -> bool:
-    if not content_type:
-        return False
-    media = content_type.split(";", 1)[0].strip().lower()
-    return media == "application/json" or media.endswith("+json")
+def _is_json(content_type: bytes) -> bool:
+    media = content_type.split(b";", 1)[0].strip().lower()
+    return media == b"application/json" or media.endswith(b"+json")
 
 
 class Upstream:
@@ -174,8 +173,8 @@ class Upstream:
         self.status = UpstreamStatus.UNKNOWN
         self.last_checked: float | None = None
         self.reason: str | None = None
-        self.recoveries = 0
-        """How many times the upstream came (back) up; watchers compare it to notice."""
+        self.up_since: float | None = None
+        """Monotonic time the upstream last came (back) up."""
 
     # -- state ---------------------------------------------------------------------------
 
@@ -183,7 +182,7 @@ class Upstream:
         if status is not self.status:
             logger.info("upstream %s is %s", self.name, status.value, extra={"upstream": self.name})
             if status is UpstreamStatus.UP:
-                self.recoveries += 1
+                self.up_since = time.monotonic()
         self.status = status
         self.reason = reason
         self.last_checked = time.time()
@@ -294,8 +293,7 @@ class Upstream:
                     ) as resp:
                         payload = await resp.read()
                         status = resp.status
-                        content_type = resp.headers.get("Content-Type")
-                        retry_after = resp.headers.get("Retry-After")
+                        raw_headers = resp.raw_headers
                     break
                 except (aiohttp.ClientError, TimeoutError) as exc:
                     failure = self._failure(exc, timeout)
@@ -327,15 +325,20 @@ class Upstream:
             self._mark(UpstreamStatus.UP)
         else:
             self.last_checked = time.time()
-        if not _is_json(content_type):
+        content_type: bytes | None = None
+        retry_after: bytes | None = None
+        for name, value in raw_headers:
+            lowered = name.lower()
+            if lowered == b"content-type":
+                content_type = value
+            elif lowered == b"retry-after":
+                retry_after = value
+        if content_type is None or not _is_json(content_type):
             raise UpstreamError(
                 f"{self.label} sent an answer that is not JSON.",
                 details={"upstream": self.name, "upstream_status": status},
             )
-        out_headers = {"Content-Type": content_type or "application/json"}
-        if retry_after is not None:
-            out_headers["Retry-After"] = retry_after
-        return UpstreamReply(status=status, body=payload, headers=out_headers)
+        return UpstreamReply(status, payload, content_type, retry_after)
 
     async def get_json(self, path: str, *, timeout_s: float, request_id: str | None) -> Any:
         """GET a JSON document (service OpenAPI, performance figures) with a short timeout."""
