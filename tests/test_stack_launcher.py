@@ -3,6 +3,7 @@ each service's environment, the printed curl lines, and process-group cleanup.""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shlex
@@ -159,3 +160,18 @@ def test_stopping_a_process_stops_its_whole_group(
     while _alive(grandchild) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _alive(grandchild)
+
+
+def test_without_redis_the_stack_says_how_to_get_it(
+    stack_launcher: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port = stack_launcher.free_port()  # nothing answers there
+    config = stack_launcher.StackConfig.from_env({"REDIS_PORT": str(port)})
+    out = io.StringIO()
+    stack = stack_launcher.LocalStack(config, out=out)
+    monkeypatch.setattr(stack_launcher.shutil, "which", lambda _: None)
+    plan = stack._ensure_redis()
+    assert plan.origin == "missing"
+    assert plan.url == f"redis://127.0.0.1:{port}/0"
+    assert "apt-get install redis-server" in out.getvalue()
+    assert not stack.processes  # nothing was launched
