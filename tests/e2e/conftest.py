@@ -158,6 +158,11 @@ def stack(
         probe = subprocess.run(["docker", "info"], capture_output=True, timeout=60, check=False)
         if probe.returncode != 0:
             pytest.skip("STACK=compose needs a running Docker engine; `docker info` failed here")
+        plugin = subprocess.run(
+            ["docker", "compose", "version"], capture_output=True, timeout=60, check=False
+        )
+        if plugin.returncode != 0:
+            pytest.skip("STACK=compose needs the Compose v2 plugin; `docker compose` is missing")
         project = f"sepsis-e2e-{secrets.token_hex(4)}"
         handle = cast("StackHandle", mod.ComposeStack(config, project=project))
     handle.start()
