@@ -210,6 +210,8 @@ async def measure(base: str, token: str, fake: str, hits: int) -> dict[str, Any]
         "identical_50_wall_s": round(wall_50, 3),
         "identical_50_target_met": calls_50 == 1,
         "service_cache_hit_rate": perf["cache"]["hit_rate"],
+        "service_cache_errors": perf["cache"]["errors"],
+        "service_cache_state": perf["cache"]["state"],
     }
 
 

@@ -7,7 +7,7 @@ import json
 import logging
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 import redis
@@ -95,8 +95,9 @@ async def test_miss_then_hit_with_ttl_and_no_patient_data_in_redis(
     assert KEY_RE.match(key)
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
-        ttl = client.ttl(key)
-        stored = client.get(key)
+        # the sync client's return types are a union with Awaitable; these are plain values
+        ttl = cast("int", client.ttl(key))
+        stored = cast("str | None", client.get(key))
     finally:
         client.close()
     assert 0 < ttl <= 120

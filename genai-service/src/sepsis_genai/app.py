@@ -60,6 +60,7 @@ def create_app(settings: GenAISettings | None = None) -> FastAPI:
                     max_concurrency=settings.max_concurrency,
                 )
                 stack.push_async_callback(llm.aclose)
+                await llm.warm_up()
             pipeline = Pipeline(
                 guardrail=holder,
                 cache=cache,

@@ -122,8 +122,10 @@ class GenAISettings(InternalServiceSettings):
 
     # ---- requests --------------------------------------------------------------------------
     max_batch: int = Field(default=50, ge=1, le=1000, validation_alias=_env("GENAI_MAX_BATCH"))
+    # 32 at a time: a full batch of 50 takes at most two LLM deadlines (2 x 30 s), inside the
+    # gateway's 100 s GenAI timeout and App Runner's 120 s cap.
     batch_concurrency: int = Field(
-        default=16, ge=1, validation_alias=_env("GENAI_BATCH_CONCURRENCY")
+        default=32, ge=1, validation_alias=_env("GENAI_BATCH_CONCURRENCY")
     )
     max_body_bytes: int = Field(
         default=4_000_000, ge=1024, validation_alias=_env("GENAI_MAX_BODY_BYTES")

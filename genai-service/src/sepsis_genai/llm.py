@@ -205,6 +205,11 @@ class LLMClient:
             "temperature": self.temperature,
         }
 
+    async def warm_up(self) -> None:
+        """Load the SDK's lazily imported resources in a thread before the first request (the
+        first `client.chat` access imports hundreds of modules, which would block the loop)."""
+        await asyncio.to_thread(lambda: self._client.chat.completions)
+
     async def aclose(self) -> None:
         for task in list(self._in_flight.values()):
             task.cancel()
