@@ -17,6 +17,7 @@ the services unchanged.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import ctypes
 import importlib.util
@@ -682,8 +683,13 @@ def _signals_ignored() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     """Start the stack, print the keys and a working curl line, wait for Ctrl-C."""
+    argparse.ArgumentParser(
+        prog="scripts/run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    ).parse_args(argv)
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _raise_shutdown)
     stack: LocalStack | None = None
