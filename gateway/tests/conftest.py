@@ -85,6 +85,8 @@ def service_openapi(name: str, routes: set[tuple[str, str]]) -> dict[str, Any]:
                         "application/json": {"schema": {"$ref": "#/components/schemas/Answer"}}
                     },
                 },
+                "401": {"description": "service-declared"},
+                "403": {"description": "service-declared"},
                 "422": {
                     "description": "bad",
                     "content": {

@@ -192,3 +192,10 @@ async def test_rate_limit_zero_disables_it(stack):
     headers = {"X-API-Key": stack.client_key}
     for _ in range(20):
         assert (await client.get("/config/current", headers=headers)).status_code == 200
+
+
+async def test_empty_key_header_counts_as_missing(stack):
+    client = await stack.start()
+    r = await client.post("/classify", content=b"{}", headers={"X-API-Key": ""})
+    assert r.status_code == 401
+    assert "Missing" in stack.envelope(r)["message"]

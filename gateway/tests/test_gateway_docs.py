@@ -38,6 +38,9 @@ async def test_merged_openapi_keeps_service_bodies_examples_and_adds_the_key_sch
     assert "security" not in doc["paths"]["/genai-health"]["get"]
     assert "security" not in doc["paths"]["/health"]["get"]
     assert "403" in doc["paths"]["/reload-config"]["post"]["responses"]
+    # The gateway decides which key errors a route can give, whatever the service declared.
+    assert "403" not in classify["responses"]
+    assert "401" not in doc["paths"]["/genai-health"]["get"]["responses"]
 
 
 async def test_clashing_schema_names_are_both_kept_and_refs_follow(stack):
@@ -101,9 +104,22 @@ def test_merge_renames_a_clash_even_when_the_prefixed_name_is_taken():
     base = {"openapi": "3.1.0", "paths": {}, "components": {"schemas": {"A": {"title": "gw"}}}}
     service = {
         "paths": {
-            "/classify": {"post": {"responses": {"200": {"$ref": "#/components/schemas/A"}}}}
+            "/classify": {
+                "post": {
+                    "responses": {
+                        "200": {"$ref": "#/components/schemas/A"},
+                        "201": {"$ref": "#/components/schemas/ml_A"},
+                    }
+                }
+            }
         },
-        "components": {"schemas": {"A": {"title": "ml"}, "ml_A": {"title": "other"}}},
+        "components": {
+            "schemas": {
+                "A": {"title": "ml"},
+                "ml_A": {"title": "other"},
+                "Internal": {"title": "only used by an internal route"},
+            }
+        },
     }
     doc = merge_openapi(base, {"ml": service}, PUBLIC_ROUTES)
     schemas = doc["components"]["schemas"]
@@ -111,6 +127,8 @@ def test_merge_renames_a_clash_even_when_the_prefixed_name_is_taken():
     assert schemas["ml_A"]["title"] == "other"
     renamed = doc["paths"]["/classify"]["post"]["responses"]["200"]["$ref"].rsplit("/", 1)[1]
     assert schemas[renamed]["title"] == "ml"
+    # Components no public route uses are left out.
+    assert "Internal" not in schemas
 
 
 async def test_docs_serves_swagger_ui_on_the_merged_document(stack):

@@ -3,6 +3,7 @@ service token added, the client's key kept at the gateway, request ids both ways
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -168,3 +169,93 @@ async def test_wrong_method_is_a_405_envelope(stack):
     r = await client.get("/classify", headers={"X-API-Key": stack.client_key})
     assert r.status_code == 405
     assert stack.envelope(r)["code"] == "method_not_allowed"
+
+
+async def test_wrong_method_on_a_forwarded_path_says_which_is_allowed(stack):
+    client = await stack.start()
+    r = await client.put("/genai-classify", content=b"{}", headers={"X-API-Key": stack.client_key})
+    assert r.status_code == 405
+    assert r.headers["allow"] == "POST"
+    assert stack.genai.public_calls() == []
+
+
+async def test_other_client_headers_stay_at_the_gateway(stack):
+    client = await stack.start()
+    await client.post(
+        "/classify",
+        content=b"{}",
+        headers={
+            "X-API-Key": stack.client_key,
+            "Authorization": "Bearer client-secret",
+            "Cookie": "session=abc",
+            "X-Service-Token": "forged-by-client",
+        },
+    )
+    (call,) = stack.ml.public_calls()
+    assert "authorization" not in call.headers
+    assert "cookie" not in call.headers
+    assert call.headers["x-service-token"] == stack.token
+
+
+async def test_missing_content_type_is_sent_upstream_as_json(stack):
+    client = await stack.start()
+    await client.post("/classify", content=b"{}", headers={"X-API-Key": stack.client_key})
+    (call,) = stack.ml.public_calls()
+    assert call.headers["content-type"] == "application/json"
+
+
+async def _one_shot_server(post_answers: list[bytes | None]):
+    """A raw HTTP server answering the n-th POST with `post_answers[n]` (None: hang up without
+    a word; the last entry repeats) and hanging up on anything else; it counts the POSTs."""
+    posts: list[int] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        answer = None
+        if head.startswith(b"POST "):
+            posts.append(1)
+            answer = post_answers[min(len(posts), len(post_answers)) - 1]
+        if answer is not None:
+            writer.write(answer)
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, posts
+
+
+OK_ANSWER = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n"
+    b'Connection: close\r\n\r\n{"ok":true}'
+)
+
+
+async def test_connection_closed_without_answer_is_retried_once(stack):
+    server, posts = await _one_shot_server([None, OK_ANSWER])
+    port = server.sockets[0].getsockname()[1]
+    try:
+        client = await stack.start(ml_service_url=f"http://127.0.0.1:{port}")
+        r = await client.post("/classify", content=b"{}", headers={"X-API-Key": stack.client_key})
+        assert r.status_code == 200
+        assert r.content == b'{"ok":true}'
+        assert len(posts) == 2
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_upstream_that_keeps_hanging_up_is_a_502(stack):
+    server, posts = await _one_shot_server([None])
+    port = server.sockets[0].getsockname()[1]
+    try:
+        client = await stack.start(ml_service_url=f"http://127.0.0.1:{port}")
+        r = await client.post("/classify", content=b"{}", headers={"X-API-Key": stack.client_key})
+        assert r.status_code == 502
+        error = stack.envelope(r)
+        assert error["code"] == "upstream_error"
+        assert error["details"] == {"upstream": "ml"}
+        # One retry, not more.
+        assert len(posts) == 2
+    finally:
+        server.close()
+        await server.wait_closed()

@@ -38,6 +38,7 @@ _RETRY_GAP_S = 5.0
 
 SECURITY_SCHEME = "ApiKeyAuth"
 _ENVELOPE_REF = "#/components/schemas/ErrorEnvelope"
+_AUTH_STATUSES = ("401", "403", "429")
 _GATEWAY_ERRORS = {
     401: "Missing or invalid API key",
     403: "The key lacks the admin role",
@@ -120,6 +121,43 @@ def _rewrite_refs(node: Any, renames: Mapping[str, str]) -> Any:
     return node
 
 
+def _refs(node: Any, out: set[str]) -> set[str]:
+    """Every `$ref` inside `node`, added to `out`."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref" and isinstance(value, str):
+                out.add(value)
+            else:
+                _refs(value, out)
+    elif isinstance(node, list):
+        for item in node:
+            _refs(item, out)
+    return out
+
+
+def _used_components(components: JsonDict, roots: set[str]) -> JsonDict:
+    """The part of `components` reachable from the `$ref`s in `roots` (internal routes'
+    schemas stay out of the public document)."""
+    used: JsonDict = {}
+    pending = list(roots)
+    seen: set[str] = set()
+    while pending:
+        ref = pending.pop()
+        if ref in seen or not ref.startswith("#/components/"):
+            continue
+        seen.add(ref)
+        parts = ref.split("/")
+        if len(parts) != 4:
+            continue
+        section, name = parts[2], parts[3]
+        body = components.get(section, {}).get(name)
+        if section == "securitySchemes" or body is None:
+            continue
+        used.setdefault(section, {})[name] = body
+        pending.extend(_refs(body, set()))
+    return used
+
+
 def _merge_components(target: JsonDict, source: JsonDict, prefix: str) -> dict[str, str]:
     """Decide the names of `source`'s components inside `target`: the `$ref` renames."""
     renames: dict[str, str] = {}
@@ -163,7 +201,12 @@ def _public_operation(gateway_op: JsonDict, service_op: JsonDict, taken_ids: set
     else:
         op.pop("parameters", None)
     responses = op.setdefault("responses", {})
-    for status, response in gateway_op.get("responses", {}).items():
+    gateway_responses = gateway_op.get("responses", {})
+    # Keys are the gateway's business: its own declaration says which of these can happen.
+    for status in _AUTH_STATUSES:
+        if status not in gateway_responses:
+            responses.pop(status, None)
+    for status, response in gateway_responses.items():
         if status not in responses:
             responses[status] = response
     op.setdefault("summary", gateway_op.get("summary"))
@@ -197,15 +240,20 @@ def merge_openapi(
         if service_doc is None:
             missing.append(name)
             continue
-        renames = _merge_components(components, service_doc.get("components", {}), name)
         service_paths = service_doc.get("paths", {})
+        public_ops: list[tuple[PublicRoute, JsonDict]] = []
         for route in routes:
             if route.upstream != name:
                 continue
+            service_op = service_paths.get(route.path, {}).get(route.method.lower())
+            if isinstance(service_op, dict):
+                public_ops.append((route, service_op))
+        used = _used_components(
+            service_doc.get("components", {}), _refs([op for _, op in public_ops], set())
+        )
+        renames = _merge_components(components, used, name)
+        for route, service_op in public_ops:
             method = route.method.lower()
-            service_op = service_paths.get(route.path, {}).get(method)
-            if service_op is None:
-                continue
             gateway_op = paths.get(route.path, {}).get(method, {})
             op = _public_operation(gateway_op, _rewrite_refs(service_op, renames), taken_ids)
             paths.setdefault(route.path, {})[method] = op

@@ -70,7 +70,9 @@ async def _send(
 
 
 async def _send_error(send: Send, exc: ServiceError) -> None:
-    body = json.dumps(error_body(exc.code, exc.message, exc.details)).encode()
+    body = json.dumps(
+        error_body(exc.code, exc.message, exc.details), separators=(",", ":")
+    ).encode()
     extra = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in exc.headers.items()]
     await _send(send, exc.status, body, b"application/json", extra)
 
