@@ -48,6 +48,8 @@ def narrative(raw: dict[str, Any], *, max_notes_chars: int = 2000) -> str:
         ("at 6 pm and 0600 hrs", ["6 pm", "0600"], ["[time]"]),
         ("may 2 units of blood; SBP 120 110 105", [], ["may 2 units", "SBP 120 110 105"]),
         ("MS flare, platelets 250", [], ["MS flare", "platelets 250"]),
+        ("94 yo man, a 101-year-old", ["94", "101"], ["[age 90 or older] man"]),
+        ("72 yo, HR 95 bpm, 92 %", [], ["72 yo", "HR 95 bpm", "92 %"]),
     ],
 )
 def test_scrub_identifiers(text: str, gone: list[str], kept: list[str]) -> None:

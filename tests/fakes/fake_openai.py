@@ -12,7 +12,8 @@ What it answers is scripted per test, either in-process (``FakeOpenAI.script(...
 the admin endpoints by another process:
 
 - ``POST /_admin/script``  ``{"behaviours": [...]}`` appends to the queue (one per call);
-- ``POST /_admin/config``  ``{"default": {...}, "latency_s": 1.0, "reject_json_schema": true}``;
+- ``POST /_admin/config``  ``{"default": {...}, "latency_s": 1.0, "reject_json_schema": true,
+  "reject_params": ["max_tokens"]}``;
 - ``POST /_admin/hold`` / ``POST /_admin/release``: park calls until released;
 - ``POST /_admin/reset``; ``GET /_admin/stats``; ``GET /_admin/requests``.
 
@@ -39,7 +40,7 @@ import signal
 import sys
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -149,6 +150,7 @@ class _State:
     default: Behaviour = field(default_factory=Behaviour)
     latency_s: float = 0.0
     reject_json_schema: bool = False
+    reject_params: frozenset[str] = frozenset()
     calls: int = 0
     in_flight: int = 0
     max_in_flight: int = 0
@@ -214,8 +216,10 @@ class FakeOpenAI:
         default: Behaviour | Mapping[str, Any] | None = None,
         latency_s: float | None = None,
         reject_json_schema: bool | None = None,
+        reject_params: Sequence[str] | None = None,
     ) -> None:
-        """Set what answers when the queue is empty, the latency, structured-output support."""
+        """Set what answers when the queue is empty, the latency, structured-output support
+        and request parameters to refuse as unsupported (e.g. `max_tokens`)."""
         if isinstance(default, Behaviour):
             self._state.default = default
         elif default is not None:
@@ -224,6 +228,8 @@ class FakeOpenAI:
             self._state.latency_s = latency_s
         if reject_json_schema is not None:
             self._state.reject_json_schema = reject_json_schema
+        if reject_params is not None:
+            self._state.reject_params = frozenset(reject_params)
 
     def hold(self) -> None:
         """Park every call (after it is counted) until `release()`."""
@@ -233,6 +239,7 @@ class FakeOpenAI:
         self._gate.set()
 
     def reset(self) -> None:
+        """Forget calls, queue and scripting (the latency stays)."""
         latency = self._state.latency_s
         self._state = _State(latency_s=latency)
         self._gate.set()
@@ -261,6 +268,7 @@ class FakeOpenAI:
             "queued": len(self._state.queue),
             "latency_s": self._state.latency_s,
             "reject_json_schema": self._state.reject_json_schema,
+            "reject_params": sorted(self._state.reject_params),
             "held": not self._gate.is_set(),
         }
 
@@ -397,6 +405,14 @@ class FakeOpenAI:
         self, record: RecordedRequest, behaviour: Behaviour, *, model: str
     ) -> web.Response:
         fmt = record.body.get("response_format")
+        for name in sorted(self._state.reject_params & record.body.keys()):
+            return _error(
+                400,
+                f"Unsupported parameter: '{name}' is not supported with this model.",
+                "invalid_request_error",
+                "unsupported_parameter",
+                param=name,
+            )
         if self._state.reject_json_schema and record.response_format_type == "json_schema":
             return _error(
                 400,
@@ -478,6 +494,9 @@ class FakeOpenAI:
                 latency_s=float(body["latency_s"]) if "latency_s" in body else None,
                 reject_json_schema=(
                     bool(body["reject_json_schema"]) if "reject_json_schema" in body else None
+                ),
+                reject_params=(
+                    [str(p) for p in body["reject_params"]] if "reject_params" in body else None
                 ),
             )
         except (BehaviourError, TypeError, ValueError) as exc:

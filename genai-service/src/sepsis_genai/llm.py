@@ -184,6 +184,9 @@ class LLMClient:
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._json_schema_supported = True
+        # Newer (reasoning) models reject `max_tokens` and want `max_completion_tokens`; older
+        # servers know only `max_tokens`. Start with the widely supported one, switch once.
+        self._completion_tokens_param = False
         self._in_flight: dict[str, asyncio.Task[LLMOutcome]] = {}
         self.stats = LLMStats()
 
@@ -324,6 +327,10 @@ class LLMClient:
                     ),
                 ]
             except openai.BadRequestError as exc:
+                if not self._completion_tokens_param and _rejects_param(exc, "max_tokens"):
+                    self._completion_tokens_param = True
+                    logger.warning("LLM server rejects max_tokens; using max_completion_tokens")
+                    continue
                 if state.response_format == "json_schema" and _rejects_json_schema(exc):
                     # Structured output unsupported here (older Azure API versions, many local
                     # servers): json_object for the rest of this instance's life.
@@ -394,7 +401,10 @@ class LLMClient:
                 model=self.target.model,
                 messages=messages,
                 temperature=self.temperature,
-                max_tokens=self.max_output_tokens,
+                max_tokens=openai.omit if self._completion_tokens_param else self.max_output_tokens,
+                max_completion_tokens=(
+                    self.max_output_tokens if self._completion_tokens_param else openai.omit
+                ),
                 response_format=fmt,
             )
         if not completion.choices:
@@ -467,6 +477,15 @@ def _parse_answer(content: str) -> LLMAnswer:
             for err in exc.errors(include_url=False, include_input=False)[:6]
         )
         raise _Invalid(f"fields out of the schema ({problems})", content) from None
+
+
+def _rejects_param(exc: openai.BadRequestError, name: str) -> bool:
+    body = exc.body
+    param = body.get("param") if isinstance(body, Mapping) else None
+    if param == name:
+        return True
+    text = str(exc.message).lower()
+    return f"'{name}'" in text and "unsupported" in text
 
 
 def _rejects_json_schema(exc: openai.BadRequestError) -> bool:

@@ -129,13 +129,18 @@ _RECORD_NUMBER = re.compile(
     re.IGNORECASE,
 )
 _LONG_NUMBER = re.compile(r"\b\d{7,}\b")
+# Ages over 89 identify people (HIPAA safe harbour): "94 yo", "101-year-old".
+_OLD_AGE = re.compile(
+    r"\b(?:9\d|1[0-2]\d)\s*-?\s*(?:yo|y/o|y\.o\.|yrs?|years?)(?:[- ]old)?(?!\w)", re.IGNORECASE
+)
 _FENCE_LIKE = re.compile(r"<{2,}|>{2,}")
 _CONTROL = frozenset(chr(c) for c in range(32)) - {"\n", "\t"}
 
 
 def scrub_identifiers(text: str, *, patient_id: str | None = None) -> str:
     """Replace identifiers in free text: the patient id, titled names, dates, clock times,
-    phone and record numbers, e-mail addresses. Clinical numbers (BP 85/50, HR 120) stay.
+    phone and record numbers, e-mail addresses, ages over 89. Clinical numbers (BP 85/50,
+    HR 120) stay.
 
     Pattern-based, so a bare name without a title ("seen by John") is not caught; the prompt
     also carries no identifier of its own.
@@ -150,6 +155,7 @@ def scrub_identifiers(text: str, *, patient_id: str | None = None) -> str:
     text = _CLOCK.sub("[time]", text)
     text = _RECORD_NUMBER.sub("[number]", text)
     text = _LONG_NUMBER.sub("[number]", text)
+    text = _OLD_AGE.sub("[age 90 or older]", text)
     return _TITLE_NAME.sub("[name]", text)
 
 
