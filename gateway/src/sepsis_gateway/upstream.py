@@ -280,7 +280,7 @@ class Upstream:
         """
         if not self.breaker.allow():
             raise self._unavailable_circuit()
-        timeout = client_timeout or self.timeout
+        budget = timeout = client_timeout or self.timeout
         url = self.base_url + path
         started = time.perf_counter()
         attempts = 2
@@ -296,8 +296,13 @@ class Upstream:
                         raw_headers = resp.raw_headers
                     break
                 except (aiohttp.ClientError, TimeoutError) as exc:
-                    failure = self._failure(exc, timeout)
-                    if failure.retry and attempts > 0:
+                    failure = self._failure(exc, budget)
+                    left_s = (budget.total or 0.0) - (time.perf_counter() - started)
+                    if failure.retry and attempts > 0 and left_s > 0.05:
+                        # The retry gets what is left of the budget, never a fresh one.
+                        timeout = aiohttp.ClientTimeout(
+                            total=left_s, sock_connect=timeout.sock_connect
+                        )
                         continue
                     if measured:
                         ms = (time.perf_counter() - started) * 1000
