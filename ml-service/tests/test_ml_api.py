@@ -18,8 +18,8 @@ from asgi_lifespan import LifespanManager
 from sepsis_ml.app import create_app
 from sepsis_ml.config import MLSettings
 from sepsis_ml.metrics import LatencyHistogram
-from sepsis_ml.mlconfig import packaged_config_path
-from sepsis_ml.model import SepsisModel
+from sepsis_ml.mlconfig import ConfigError, packaged_config_path
+from sepsis_ml.model import ModelLoadError, SepsisModel
 from sepsis_ml.schemas import BatchAssessment, BatchErrorEntry, BatchResponse, MLAssessment
 from sepsis_shared.assessment import Priority, alert_for
 
@@ -442,3 +442,14 @@ def test_latency_percentiles_are_close_in_constant_memory() -> None:
         assert value is not None
         assert value == pytest.approx(q, rel=0.03), q
     assert LatencyHistogram().percentile(0.5) is None
+
+
+async def test_startup_fails_loudly_without_a_model_or_with_a_bad_config(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError):
+        async with LifespanManager(create_app(_settings(ML_MODEL_DIR=tmp_path))):
+            pass
+    bad = tmp_path / "ml-config.yaml"
+    bad.write_text("version: x\nbands: {}\n", encoding="utf-8")
+    with pytest.raises(ConfigError):
+        async with LifespanManager(create_app(_settings(ML_CONFIG_PATH=bad))):
+            pass

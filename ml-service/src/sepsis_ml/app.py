@@ -65,8 +65,8 @@ def create_app(settings: MLSettings | None = None) -> FastAPI:
             readiness.reason = "warming up: the model is loaded"
             await loop.run_in_executor(executor, warm_up, state)
             # Everything alive now (modules, model, config) lives as long as the process: move
-            # it out of the collector's sight, or each full collection triggered by a large
-            # batch's allocations walks it all again (measured: about half a batch's time).
+            # it out of the collector's sight, or every full collection triggered by a large
+            # batch's allocations walks it all again.
             gc.freeze()
             readiness.reason = None
             logger.info(
