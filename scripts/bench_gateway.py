@@ -11,8 +11,9 @@ Needs a running stack (scripts/run) or any ml-service and gateway you started yo
 
     scripts/bench-gateway [--gateway-url URL] [--ml-url URL] [--requests N] [--concurrency 1,32]
 
-Keys come from the environment like the services take them (API_KEY or the first of API_KEYS
-for the gateway, SERVICE_TOKEN for the direct calls) unless given as options. The gateway's
+URLs and keys come from the options, else the environment (GATEWAY_URL, ML_SERVICE_URL, API_KEY
+or the first of API_KEYS, SERVICE_TOKEN), else the `.run/stack.env` that scripts/run writes,
+else the local defaults (:8000 and :8001). The gateway's
 per-key rate limit must allow the run (about 2 x (requests + warm-up) per concurrency);
 raise RATE_LIMIT_PER_MINUTE on the gateway otherwise.
 """
@@ -24,10 +25,12 @@ import asyncio
 import json
 import os
 import platform
+import shlex
 import statistics
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -201,24 +204,45 @@ def overhead(direct: Run, gateway: Run) -> dict[str, float | None]:
     }
 
 
-def _default_key() -> str | None:
-    if os.environ.get("API_KEY"):
-        return os.environ["API_KEY"]
+def stack_env() -> dict[str, str]:
+    """The `export NAME=value` lines of the env file scripts/run writes, if there is one."""
+    run_dir = Path(
+        os.environ.get("STACK_RUN_DIR") or Path(__file__).resolve().parent.parent / ".run"
+    )
+    if not run_dir.is_absolute():
+        run_dir = Path(__file__).resolve().parent.parent / run_dir
+    path = run_dir / "stack.env"
+    values: dict[str, str] = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            words = shlex.split(line)
+            if len(words) == 2 and words[0] == "export" and "=" in words[1]:
+                name, value = words[1].split("=", 1)
+                values[name] = value
+    return values
+
+
+def _setting(name: str, stack: dict[str, str], default: str | None = None) -> str | None:
+    return os.environ.get(name) or stack.get(name) or default
+
+
+def _default_key(stack: dict[str, str]) -> str | None:
     keys = [k.strip() for k in os.environ.get("API_KEYS", "").split(",") if k.strip()]
-    return keys[0] if keys else None
+    return os.environ.get("API_KEY") or (keys[0] if keys else None) or stack.get("API_KEY")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    stack = stack_env()
     parser.add_argument(
-        "--gateway-url", default=os.environ.get("GATEWAY_URL", "http://127.0.0.1:8000")
+        "--gateway-url", default=_setting("GATEWAY_URL", stack, "http://127.0.0.1:8000")
     )
     parser.add_argument(
-        "--ml-url", default=os.environ.get("ML_SERVICE_URL", "http://127.0.0.1:8001")
+        "--ml-url", default=_setting("ML_SERVICE_URL", stack, "http://127.0.0.1:8001")
     )
-    parser.add_argument("--api-key", default=_default_key(), help="default: API_KEY or API_KEYS")
+    parser.add_argument("--api-key", default=_default_key(stack), help="default: API_KEY")
     parser.add_argument(
-        "--service-token", default=os.environ.get("SERVICE_TOKEN"), help="default: SERVICE_TOKEN"
+        "--service-token", default=_setting("SERVICE_TOKEN", stack), help="default: SERVICE_TOKEN"
     )
     parser.add_argument("--path", default="/classify")
     parser.add_argument("--requests", type=int, default=2000, help="measured requests per run")
