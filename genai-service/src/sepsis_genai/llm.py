@@ -275,7 +275,8 @@ class LLMClient:
                 await on_answer(answer)
         finally:
             self.stats.in_flight -= 1
-        logger.info(
+        logger.log(
+            logging.INFO if outcome.status is LLMStatus.OK else logging.WARNING,
             "llm call %s",
             outcome.status.value,
             extra={
