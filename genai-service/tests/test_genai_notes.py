@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
+
 import pytest
 
+from sepsis_genai import notes as notes_module
 from sepsis_genai.notes import (
     FLAGS,
     MAX_EVIDENCE_CHARS,
     MAX_SCAN_CHARS,
     NoteFinding,
     extract_findings,
+    first_chars,
     flag_label,
 )
 
@@ -243,3 +249,60 @@ def test_long_adversarial_input_is_handled() -> None:
     for text in nasty:
         result = extract_findings(text)
         assert all(isinstance(f, NoteFinding) for f in result)
+
+
+def _corpus() -> list[str]:
+    texts = [spec.example for spec in FLAGS.values()]
+    fixtures = Path(__file__).parent / "fixtures" / "sample_patients.json"
+    for sample in json.loads(fixtures.read_text("utf-8")):
+        texts.append(sample["request"].get("notes") or "")
+    texts += [
+        "PT C/O SOB; BP 84/50, HR 128, T 38.9, sats 89% on RA, RR 28. ?urosepsis, abx started.",
+        "Blood cultures grew gram negative rods. Urine culture positive. Cold, clammy, mottled.",
+        "A&Ox1, GCS 12/15, not oriented, UOP 0.3 ml/kg/h, no UOP since 0600, CRT 4 sec.",
+        "temp 101.5F spiking fevers; tmin 35.2; MAPs in the 50s on norad and vasopressin.",
+    ]
+    return texts
+
+
+def test_the_word_start_gate_misses_no_match() -> None:
+    # every place any pattern matches must be a gate position with that pattern a candidate
+    for text in _corpus():
+        low = text.translate(notes_module._ASCII_LOWER)
+        gate = {m.start() for m in notes_module._GATE.finditer(low)}
+        for spec in FLAGS.values():
+            for pattern in spec.patterns:
+                for pos in range(len(low)):
+                    if pattern.regex.match(low, pos) is None:
+                        continue
+                    assert pos in gate, (spec.flag, pattern.regex.pattern, text)
+                    candidates = dict(notes_module._CANDIDATES[low[pos]])
+                    index = list(FLAGS).index(spec.flag)
+                    assert pattern in candidates[index], (spec.flag, pattern.regex.pattern)
+
+
+def test_patterns_are_written_in_lower_case() -> None:
+    # notes are lowercased before matching: an upper-case letter in a pattern never matches
+    for spec in FLAGS.values():
+        for pattern in spec.patterns:
+            source = re.sub(r"\\[A-Za-z]|\(\?P<", "", pattern.regex.pattern)
+            assert source == source.lower(), (spec.flag, pattern.regex.pattern)
+            assert not pattern.regex.flags & re.IGNORECASE
+
+
+@pytest.mark.parametrize(
+    ("pattern", "expected"),
+    [
+        (r"\bmottl(?:ed|ing)\b", {"m"}),
+        (r"\b(?:(?:vaso)?pressors?|norad)\b", {"v", "p", "n"}),
+        (r"(?<![\w/])t\s*(?P<v>\d)", {"t"}),
+        (r"\b(?:(?:new\s+|acute\s+)?confus(?:ed|ion))\b", {"n", "a", "c"}),
+        (r"a?b", {"a", "b"}),
+        (r"\d+", None),
+        (r"\s*cultures", None),
+        (r"(?:x|\s)y", None),
+    ],
+)
+def test_first_chars(pattern: str, expected: set[str] | None) -> None:
+    got = first_chars(pattern)
+    assert (None if got is None else set(got)) == expected

@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Callable, Mapping
+import string
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final
@@ -50,6 +51,7 @@ MAX_EVIDENCE_CHARS: Final = 80
 _PRE_NEGATION_WORDS: Final = 6
 _PRE_CONTEXT_WORDS: Final = 8  # history and hypothetical cues reach further ("PMH: HTN, UTI")
 _POST_NEGATION_WORDS: Final = 3
+_CUE_REACH_CHARS: Final = 240  # cues are looked for this far around a phrase
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +86,8 @@ class FlagSpec:
 
 
 def _rx(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern, re.IGNORECASE)
+    # patterns are written in lower case and run on a lowercased copy of the note
+    return re.compile(pattern)
 
 
 def _words(*alternatives: str) -> _Pattern:
@@ -364,7 +367,7 @@ _CATALOGUE: Final[tuple[FlagSpec, ...]] = (
             _words(
                 r"(?:wound|site|line|incision)\s+(?:is\s+)?(?:red|erythematous|inflamed|oozing|"
                 r"discharging|hot|infected)",
-                r"(?:blood|urine|sputum|wound)?\s*(?:cultures?|bcx|b/c)\s+(?:sent|taken|drawn|"
+                r"(?:(?:blood|urine|sputum|wound)\s+)?(?:cultures?|bcx|b/c)\s+(?:sent|taken|drawn|"
                 r"obtained|pending|collected)",
             ),
             _words(
@@ -405,8 +408,8 @@ _CATALOGUE: Final[tuple[FlagSpec, ...]] = (
         "blood cultures positive for gram negative rods",
         (
             _words(
-                r"(?:positive|\+ve?)\s+(?:blood|urine|sputum|wound|csf|line)?\s*cultures?",
-                r"(?:blood|urine|sputum|wound|csf|line)?\s*cultures?\s+(?:positive|\+ve|grew|"
+                r"positive\s+(?:(?:blood|urine|sputum|wound|csf|line)\s+)?cultures?",
+                r"(?:(?:blood|urine|sputum|wound|csf|line)\s+)?cultures?\s+(?:positive|grew|"
                 r"growing|grows|came\s+back\s+positive|returned\s+positive)",
                 r"bactera?emi(?:a|c)",
                 r"bacteraemi(?:a|c)",
@@ -555,7 +558,7 @@ def flag_label(flag: str) -> str:
 # bullets and a spaced dash (hyphen or en dash).
 _BOUNDARY = _rx(r"[;!?\n\r\u2022]|\.(?!\d)|\s[-\u2013]\s")
 
-_NEG, _PSEUDO, _CONTEXT = 0, 1, 2
+_NEG, _CONTEXT = 0, 1
 
 # Phrases that contain a negation word but do not negate what follows (checked first).
 _PSEUDO_PRE = (
@@ -665,54 +668,51 @@ _LIST_CLOSER = _rx(r"(?<![\w/])(?:or|nor)(?![\w/])")
 
 
 class _Context:
-    """Where the clauses and the cues of one note are, for quick look-ups per candidate."""
+    """Clause boundaries of one note (found once) and the negation test for a phrase."""
 
-    __slots__ = ("_bounds", "_cue_ends", "_cues", "text")
+    __slots__ = ("_bounds", "text")
 
     def __init__(self, text: str) -> None:
         self.text = text
-        self._bounds = [m.start() for m in _BOUNDARY.finditer(text)]
-        cues: list[tuple[int, int, int]] = []
-        for m in _PRE_CUES.finditer(text):
-            kind = _PSEUDO if m.group("pseudo") else (_NEG if m.group("neg") else _CONTEXT)
-            cues.append((m.end(), m.start(), kind))
-        cues.sort()
-        self._cues = cues
-        self._cue_ends = [c[0] for c in cues]
+        self._bounds: list[int] | None = None
 
     def clause(self, start: int, end: int) -> tuple[int, int]:
-        i = bisect.bisect_right(self._bounds, start - 1)
-        lo = self._bounds[i - 1] + 1 if i > 0 else 0
-        j = bisect.bisect_left(self._bounds, end)
-        hi = self._bounds[j] if j < len(self._bounds) else len(self.text)
+        if self._bounds is None:
+            self._bounds = [m.start() for m in _BOUNDARY.finditer(self.text)]
+        bounds = self._bounds
+        i = bisect.bisect_left(bounds, start)
+        lo = bounds[i - 1] + 1 if i > 0 else 0
+        j = bisect.bisect_left(bounds, end)
+        hi = bounds[j] if j < len(bounds) else len(self.text)
         return lo, hi
 
     def negated(self, start: int, end: int) -> bool:
         """Whether the phrase at [start, end) is negated, historical or hypothetical."""
         lo, hi = self.clause(start, end)
         text = self.text
-        # the last cue ending at or before the phrase, inside its clause
-        i = bisect.bisect_right(self._cue_ends, start) - 1
-        if i >= 0:
-            cue_end, cue_start, kind = self._cues[i]
-            if cue_start >= lo and kind != _PSEUDO:
-                between = text[cue_end:start]
-                window = _PRE_NEGATION_WORDS if kind == _NEG else _PRE_CONTEXT_WORDS
-                if len(between.split()) <= window and not _TERMINATOR.search(between):
-                    # a comma ends a negation unless an "or" list follows; history cues head
-                    # comma lists ("PMH: HTN, DM, UTI") and keep their reach
-                    comma = between.find(",")
-                    if (
-                        comma < 0
-                        or kind == _CONTEXT
-                        or _LIST_CLOSER.search(text, cue_end + comma, hi)
-                    ):
-                        return True
-        after = text[end:hi]
-        m = _POST_CUE.search(after)
-        if m is None or m.group("pseudo"):
+        # the last cue ending at or before the phrase, inside its clause and in reach
+        cue: re.Match[str] | None = None
+        for m in _PRE_CUES.finditer(text, max(lo, start - _CUE_REACH_CHARS), start):
+            cue = m
+        if cue is not None and not cue.group("pseudo"):
+            kind = _NEG if cue.group("neg") else _CONTEXT
+            cue_end = cue.end()
+            between = text[cue_end:start]
+            window = _PRE_NEGATION_WORDS if kind == _NEG else _PRE_CONTEXT_WORDS
+            if len(between.split()) <= window and not _TERMINATOR.search(between):
+                # a comma ends a negation unless an "or" list follows; history cues head
+                # comma lists ("PMH: HTN, DM, UTI") and keep their reach
+                comma = between.find(",")
+                if (
+                    comma < 0
+                    or kind == _CONTEXT
+                    or _LIST_CLOSER.search(text, cue_end + comma, min(hi, end + _CUE_REACH_CHARS))
+                ):
+                    return True
+        post = _POST_CUE.search(text, end, min(hi, end + _CUE_REACH_CHARS))
+        if post is None or post.group("pseudo"):
             return False
-        gap = after[: m.start()]
+        gap = text[end : post.start()]
         return len(gap.split()) <= _POST_NEGATION_WORDS and not _POST_TERMINATOR.search(gap)
 
 
@@ -723,6 +723,147 @@ def _evidence(text: str, start: int, end: int) -> str:
     return phrase
 
 
+# --------------------------------------------------------------------------------------------
+# Scanning. Patterns run on an ASCII-lowercased copy of the note (same length, so spans map
+# back to the original for the evidence). A gate tries every pattern at once, but only at word
+# starts, in one pass inside the regex engine; the flags and patterns are then matched only where
+# the gate opened. Every pattern starts at a word start, so the gate misses nothing.
+
+_ASCII_LOWER: Final = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
+def _ungrouped(pattern: str) -> str:
+    return re.sub(r"\(\?P<\w+>", "(?:", pattern)  # one regex cannot repeat group names
+
+
+def _union(patterns: Iterable[str]) -> str:
+    return "|".join(f"(?:{_ungrouped(p)})" for p in patterns)
+
+
+def _closing(pattern: str, i: int) -> int:
+    """Index of the parenthesis closing the group opened at `i`."""
+    depth = 0
+    j = i
+    while j < len(pattern):
+        ch = pattern[j]
+        if ch == "\\":
+            j += 2
+            continue
+        if ch == "[":
+            j = pattern.index("]", j + 1)
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth == 0:
+                return j
+        j += 1
+    raise ValueError("unbalanced pattern")
+
+
+def _split_top(body: str) -> list[str]:
+    parts: list[str] = []
+    depth, start, j = 0, 0, 0
+    while j < len(body):
+        ch = body[j]
+        if ch == "\\":
+            j += 2
+            continue
+        if ch == "[":
+            j = body.index("]", j + 1)
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif ch == "|" and depth == 0:
+            parts.append(body[start:j])
+            start = j + 1
+        j += 1
+    parts.append(body[start:])
+    return parts
+
+
+def first_chars(pattern: str) -> frozenset[str] | None:
+    """The characters a match of the pattern can start with; None when not sure.
+
+    Understands what the catalogue's patterns start with (letters, `\\b`, lookbehinds,
+    non-capturing groups, optional groups and letters); anything else gives None, which puts
+    the pattern where every position is tried.
+    """
+    if not pattern:
+        return None  # an empty match: any position
+    if pattern.startswith("\\b"):
+        return first_chars(pattern[2:])
+    if pattern.startswith(("(?<!", "(?<=")):
+        return first_chars(pattern[_closing(pattern, 0) + 1 :])
+    if pattern.startswith("(?:"):
+        end = _closing(pattern, 0)
+        rest = pattern[end + 1 :]
+        optional = rest[:1] in ("?", "*")
+        if rest[:1] in ("?", "*", "+"):
+            rest = rest[1:]
+        chars: set[str] = set()
+        for alternative in _split_top(pattern[3:end]):
+            got = first_chars(alternative + rest)
+            if got is None:
+                return None
+            chars |= got
+        if optional:
+            got = first_chars(rest)
+            if got is None:
+                return None
+            chars |= got
+        return frozenset(chars)
+    ch = pattern[0]
+    if not (ch.isalnum() or ch in "&/'"):
+        return None
+    if pattern[1:2] in ("?", "*") or pattern[1:3] == "{0":
+        got = first_chars(pattern[2:] if pattern[1:2] in ("?", "*") else "")
+        return None if got is None else got | {ch}
+    return frozenset(ch)
+
+
+def _bucketed_gate(sources: Sequence[str]) -> re.Pattern[str]:
+    """A regex matching (empty) wherever one of the sources matches at a word start.
+
+    Sources are grouped by the character they can start with, so at each word start only the
+    group of its first character is tried.
+    """
+    buckets: dict[str, list[str]] = {}
+    anywhere: list[str] = []
+    for source in sources:
+        chars = first_chars(source)
+        if chars is None:
+            anywhere.append(source)
+        else:
+            for ch in chars:
+                buckets.setdefault(ch, []).append(source)
+    branches = [f"(?={re.escape(ch)})(?:{_union(group)})" for ch, group in sorted(buckets.items())]
+    if anywhere:
+        branches.append(_union(anywhere))
+    return re.compile(r"(?<![a-z0-9])(?=" + "|".join(branches) + ")")
+
+
+def _by_first_char() -> dict[str, tuple[tuple[int, tuple[_Pattern, ...]], ...]]:
+    """first character -> (catalogue index, the flag's patterns that can start with it)."""
+    table: dict[str, dict[int, list[_Pattern]]] = {}
+    for i, spec in enumerate(_CATALOGUE):
+        for pattern in spec.patterns:
+            chars = first_chars(pattern.regex.pattern)
+            if chars is None:
+                raise ValueError(f"{spec.flag}: a pattern must start with known characters")
+            for ch in chars:
+                table.setdefault(ch, {}).setdefault(i, []).append(pattern)
+    return {
+        ch: tuple((i, tuple(patterns)) for i, patterns in sorted(flags.items()))
+        for ch, flags in table.items()
+    }
+
+
+_CANDIDATES: Final = _by_first_char()
+_GATE: Final = _bucketed_gate([p.regex.pattern for spec in _CATALOGUE for p in spec.patterns])
+
+
 def extract_findings(notes: str | None) -> list[NoteFinding]:
     """The red flags affirmed in the notes, one per flag, in catalogue order.
 
@@ -731,40 +872,26 @@ def extract_findings(notes: str | None) -> list[NoteFinding]:
     """
     if not notes or notes.isspace():
         return []
-    scan = _Scan(notes[:MAX_SCAN_CHARS])
-    found: list[NoteFinding] = []
-    for spec in _CATALOGUE:
-        hit = scan.first_affirmed(spec)
-        if hit is not None:
-            found.append(NoteFinding(spec.flag, spec.label, _evidence(scan.text, *hit)))
-    return found
-
-
-class _Scan:
-    __slots__ = ("_context", "text")
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self._context: _Context | None = None
-
-    @property
-    def context(self) -> _Context:
-        # built on the first candidate phrase only: most notes mention few flags
-        if self._context is None:
-            self._context = _Context(self.text)
-        return self._context
-
-    def first_affirmed(self, spec: FlagSpec) -> tuple[int, int] | None:
-        """The span of the earliest phrase of the flag that is not negated, if any."""
-        best: tuple[int, int] | None = None
-        for pattern in spec.patterns:
-            for m in pattern.regex.finditer(self.text):
-                start, end = m.span()
-                if best is not None and start >= best[0]:
-                    break
-                if pattern.check is not None and not pattern.check(m):
+    text = notes[:MAX_SCAN_CHARS]
+    low = text.translate(_ASCII_LOWER)
+    context = _Context(low)
+    found: dict[int, tuple[int, int]] = {}  # catalogue index -> span of the first affirmed phrase
+    for gate in _GATE.finditer(low):
+        pos = gate.start()
+        for i, patterns in _CANDIDATES.get(low[pos], ()):
+            if i in found:
+                continue
+            for pattern in patterns:
+                m = pattern.regex.match(low, pos)
+                if m is None or (pattern.check is not None and not pattern.check(m)):
                     continue
-                if not self.context.negated(start, end):
-                    best = (start, end)
+                if not context.negated(m.start(), m.end()):
+                    found[i] = m.span()
                     break
-        return best
+        if len(found) == len(_CATALOGUE):
+            break
+    return [
+        NoteFinding(spec.flag, spec.label, _evidence(text, *found[i]))
+        for i, spec in enumerate(_CATALOGUE)
+        if i in found
+    ]
