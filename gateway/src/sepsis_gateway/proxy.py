@@ -26,6 +26,11 @@ _JSON = "application/json"
 _ROLES = {Access.KEY: Role.CLIENT, Access.ADMIN: Role.ADMIN}
 
 
+class _MethodNotAllowed(ServiceError):
+    status = 405
+    code = "method_not_allowed"
+
+
 class ClientGone(Exception):
     """The client disconnected before its body arrived; nobody is left to answer."""
 
@@ -149,8 +154,3 @@ class ForwardMiddleware:
         )
         extra = [] if reply.retry_after is None else [(b"retry-after", reply.retry_after)]
         await _send(send, reply.status, reply.body, reply.content_type, extra)
-
-
-class _MethodNotAllowed(ServiceError):
-    status = 405
-    code = "method_not_allowed"
