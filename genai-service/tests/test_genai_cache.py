@@ -15,6 +15,8 @@ import redis
 from sepsis_genai import pipeline
 from sepsis_genai.cache import AnswerCache, cache_key, canonical_json
 from sepsis_genai.guardrail import load_guardrail_config
+from sepsis_genai.schemas import LLMAnswer
+from sepsis_shared.assessment import Priority
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -316,5 +318,33 @@ async def test_cache_skips_redis_while_down_until_the_retry_interval() -> None:
             assert await cache.get("nowhere:v1:" + "0" * 64) is None
         assert cache.errors == 1  # not tried again within the interval
         assert (cache.hits, cache.misses) == (0, 0)  # an outage is neither a hit nor a miss
+    finally:
+        await cache.aclose()
+
+
+async def test_writes_still_try_while_down_and_bring_the_cache_back(own_redis: Any) -> None:
+    cache = AnswerCache(
+        url=own_redis.url, namespace="writes", ttl_s=60, timeout_s=0.1, retry_interval_s=3600
+    )
+    answer = LLMAnswer(
+        risk_score=42,
+        priority=Priority.ELEVATED,
+        sepsis_probability_6h=0.3,
+        rationale="r",
+        key_findings=[],
+        recommended_actions=[],
+    )
+    key = cache.key({"narrative": "n"})
+    try:
+        own_redis.stop()
+        assert await cache.get(key) is None
+        assert cache.state == "down"
+        own_redis.start()
+        assert await cache.get(key) is None  # lookups skip Redis within the interval
+        assert cache.state == "down"
+        assert await cache.put(key, answer, model="m") is True  # a write still tries
+        assert cache.state == "up"
+        assert await cache.get(key) == answer
+        assert (cache.hits, cache.misses) == (1, 0)
     finally:
         await cache.aclose()

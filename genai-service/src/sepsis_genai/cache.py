@@ -10,8 +10,9 @@ the cache, so a reloaded guardrail applies to cached answers at once. Offline an
 cached: they are computed in well under a millisecond, cheaper than a Redis round trip.
 
 Redis down or slow: every call has a short socket timeout; a failure marks the cache down,
-logs one warning for the outage, and requests proceed uncached. While down, Redis is skipped
-for `retry_interval_s`, then tried again; the first success logs the recovery.
+logs one warning for the outage, and requests proceed uncached. While down, lookups skip Redis
+for `retry_interval_s`, then try again (writes always try); the first success logs the
+recovery.
 """
 
 from __future__ import annotations
@@ -129,7 +130,10 @@ class AnswerCache:
     async def put(self, key: str, answer: LLMAnswer, *, model: str) -> bool:
         """Store an answer with the TTL; False when Redis is unavailable."""
         envelope = {"answer": answer.model_dump(mode="json"), "model": model, "stored": time.time()}
-        done = await self._call("set", key, canonical_json(envelope))
+        # Writes are tried even while Redis is marked down: they follow an LLM call of a second
+        # or more, so the short timeout costs little, and a spurious outage (a timeout under a
+        # burst of load) must not lose the answers of the burst.
+        done = await self._call("set", key, canonical_json(envelope), skip_while_down=False)
         if done is _UNAVAILABLE:
             return False
         self.writes += 1
@@ -154,12 +158,11 @@ class AnswerCache:
             await self._call("ping")
         return self.state
 
-    async def _call(self, op: str, *args: str) -> Any:
+    async def _call(self, op: str, *args: str, skip_while_down: bool = True) -> Any:
         redis = self._redis
         if redis is None:
             return _UNAVAILABLE
-        now = time.monotonic()
-        if self._down_since is not None and now < self._next_try:
+        if skip_while_down and self._down_since is not None and time.monotonic() < self._next_try:
             return _UNAVAILABLE
         try:
             # The socket timeouts bound each read and connect; this bounds the whole call
