@@ -1,12 +1,12 @@
 """The hybrid: the model's calibrated probability and the clinical criteria -> an assessment.
 
 `blend` turns a probability, the clinical scores and the septic-shock facts into the 0-100 risk
-score and the priority, following the active `MLConfig`: a weighted (or max) blend of a model
-component and a clinical component gives the risk score and its band; every floor that holds
-(septic shock, score thresholds, the model's alert threshold) lifts the priority to at least
-its level; the rule that set the final priority is reported, and the risk score is raised to
-the lower bound of the final band so that score and priority agree. `drivers` says in a few
-words what moved the assessment. Nothing here knows about HTTP.
+score and the priority, following the active config (flattened into a `BlendPlan`): a weighted
+(or max) blend of a model component and a clinical component gives the risk score and its
+band; every floor that holds (septic shock, score thresholds, the model's alert threshold)
+lifts the priority to at least its level; the rule that set the final priority is reported,
+and the risk score is raised to the lower bound of the final band so that score and priority
+agree. `drivers` says in a few words what moved the assessment. Nothing here knows about HTTP.
 """
 
 from __future__ import annotations
@@ -206,14 +206,15 @@ _SCORE_TITLES: Final[Mapping[ScoreName, str]] = {
     ScoreName.sofa: "SOFA",
 }
 
-# Lactate: > 2 mmol/L is the Sepsis-3 shock criterion and >= 4 the Surviving Sepsis Campaign's
-# trigger for fluid resuscitation (Evans L et al., Crit Care Med 2021).
+# Lactate: > 2 mmol/L is the Sepsis-3 shock criterion (Singer 2016); >= 4 mmol/L triggers
+# 30 mL/kg crystalloid in the Surviving Sepsis Campaign hour-1 bundle (Levy MM et al., Crit Care
+# Med 2018;46(6):997-1000).
 LACTATE_HIGH: Final = 2.0
 LACTATE_VERY_HIGH: Final = 4.0
 
-# Changes over the look-back window worth naming (descriptive only; they set no priority).
-# A fall of 20 mmHg systolic or 10 mmHg mean and a rise of 20 beats/min, 6 breaths/min, 1 °C
-# or 1 mmol/L lactate are the orders of change early-warning reviews treat as deterioration.
+# Changes over the model's look-back window worth naming: this project's choice of a clearly
+# noticeable change per vital, not a published threshold. They only pick driver sentences and
+# never set a priority.
 _TRENDS: Final[tuple[tuple[str, float, str], ...]] = (
     ("SBP", -20.0, "mmHg"),
     ("MAP", -10.0, "mmHg"),

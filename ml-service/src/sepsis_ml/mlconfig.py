@@ -71,7 +71,7 @@ class BlendConfig(_Strict):
 
     method: Literal["weighted", "max"] = Field(
         description="`weighted`: model_weight * model + clinical_weight * clinical; "
-        "`max`: the larger of the two weighted-up components (weights then only rank ties)."
+        "`max`: the larger of the two components (the weights are then unused)."
     )
     model_weight: Weight
     clinical_weight: Weight
