@@ -22,6 +22,8 @@ from typing import Final, NamedTuple, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from sepsis_shared import scores
+
 FloatArray = npt.NDArray[np.float64]
 
 WINDOW_HOURS: Final = 8
@@ -69,7 +71,7 @@ VITAL_STATS: Final = ("last", "mean", "min", "max", "std", "slope")
 DERIVED: Final = ("ShockIndex", "PulsePressure", "BUN_Creatinine", "SpO2_FiO2")
 """Indices from the latest values: HR/SBP, SBP-DBP, BUN/creatinine, SpO2/FiO2."""
 
-SCORES: Final = ("SIRS_partial", "qSOFA_partial", "NEWS2_partial", "SOFA_partial")
+SCORE_PARTS: Final = ("SIRS_partial", "qSOFA_partial", "NEWS2_partial", "SOFA_partial")
 """Clinical score parts the window's variables allow (missing components count 0)."""
 
 DEMOGRAPHICS: Final = ("Age", "Gender", "ICULOS")
@@ -78,7 +80,7 @@ FEATURE_NAMES: Final[tuple[str, ...]] = (
     tuple(f"{v}_{s}" for v in VITALS for s in VITAL_STATS)
     + tuple(f"{v}_last" for v in LABS)
     + DERIVED
-    + SCORES
+    + SCORE_PARTS
     + DEMOGRAPHICS
 )
 
@@ -86,50 +88,57 @@ _COL: Final = {name: i for i, name in enumerate(INPUT_VARIABLES)}
 _N_VARS: Final = len(INPUT_VARIABLES)
 _N_VITALS: Final = len(VITALS)
 
-# --- Clinical thresholds (published definitions; the scores here are partial: only the
-# components the window's variables allow, with a missing component counted as normal).
-# SIRS: Bone RC et al., ACCP/SCCM Consensus Conference, Chest 1992;101(6):1644-1655.
-SIRS_TEMP_HIGH: Final = 38.0  # °C, > counts
-SIRS_TEMP_LOW: Final = 36.0  # °C, < counts
-SIRS_HR_HIGH: Final = 90.0  # /min, > counts
-SIRS_RESP_HIGH: Final = 20.0  # /min, > counts
-SIRS_PACO2_LOW: Final = 32.0  # mm Hg, < counts
-SIRS_WBC_HIGH: Final = 12.0  # 10^3/µL, > counts
-SIRS_WBC_LOW: Final = 4.0  # 10^3/µL, < counts
-# qSOFA: Singer M et al., Sepsis-3, JAMA 2016;315(8):801-810 (mentation is not in the window).
-QSOFA_RESP_MIN: Final = 22.0  # /min, >= counts
-QSOFA_SBP_MAX: Final = 100.0  # mm Hg, <= counts
+# --- Clinical score parts. The thresholds are those of sepsis_shared.scores (sources cited
+# there: SIRS Bone 1992, qSOFA Singer 2016, NEWS2 RCP 2017, SOFA Vincent 1996, S/F Rice 2007);
+# here the scores are partial (only the components the window's variables allow) and computed
+# vectorised, a missing component counting 0.
 
 
 class _Banded(NamedTuple):
-    """Points by band: `edges` ascending; `right` means a value equal to an edge falls in the
-    lower band (the "<= edge" wording of a score table)."""
+    """Points by band for np.digitize: `edges` ascending, one more point than edges; `right`
+    means a value equal to an edge falls in the lower band ("<= edge" tables)."""
 
     edges: tuple[float, ...]
     points: tuple[int, ...]
     right: bool
 
 
-# NEWS2: Royal College of Physicians, National Early Warning Score (NEWS) 2, 2017 (SpO2
-# scale 1; the supplemental-oxygen and consciousness parameters are not in the window).
+def _upper_inclusive(bands: Sequence[tuple[float, int]], above: int) -> _Banded:
+    """(inclusive upper bound, points) ascending, `above` past the last bound."""
+    return _Banded(tuple(float(b) for b, _ in bands), (*(p for _, p in bands), above), right=True)
+
+
+def _below(bands: Sequence[tuple[float, int]]) -> _Banded:
+    """(exclusive upper limit, points) ascending; 0 at or above the last limit."""
+    return _Banded(tuple(float(b) for b, _ in bands), (*(p for _, p in bands), 0), right=False)
+
+
+def _at_least(bands: Sequence[tuple[float, int]]) -> _Banded:
+    """(inclusive lower limit, points) descending; 0 below the lowest limit."""
+    ascending = sorted(bands)
+    return _Banded(
+        tuple(float(b) for b, _ in ascending), (0, *(p for _, p in ascending)), right=False
+    )
+
+
 NEWS2_BANDS: Final = {
-    "Resp": _Banded((8, 11, 20, 24), (3, 1, 0, 2, 3), right=True),
-    "O2Sat": _Banded((91, 93, 95), (3, 2, 1, 0), right=True),
-    "SBP": _Banded((90, 100, 110, 219), (3, 2, 1, 0, 3), right=True),
-    "HR": _Banded((40, 50, 90, 110, 130), (3, 1, 0, 1, 2, 3), right=True),
-    "Temp": _Banded((35.0, 36.0, 38.0, 39.0), (3, 1, 0, 1, 2), right=True),
+    "Resp": _upper_inclusive(scores.NEWS2_RESP_BANDS, scores.NEWS2_RESP_ABOVE),
+    "O2Sat": _upper_inclusive(scores.NEWS2_SPO2_BANDS, scores.NEWS2_SPO2_ABOVE),
+    "SBP": _upper_inclusive(scores.NEWS2_SBP_BANDS, scores.NEWS2_SBP_ABOVE),
+    "HR": _upper_inclusive(scores.NEWS2_HR_BANDS, scores.NEWS2_HR_ABOVE),
+    "Temp": _upper_inclusive(scores.NEWS2_TEMP_BANDS, scores.NEWS2_TEMP_ABOVE),
 }
-# SOFA: Vincent JL et al., Intensive Care Med 1996;22(7):707-710 (coagulation, liver, renal
-# by creatinine, cardiovascular by MAP < 70 without vasopressor information).
 SOFA_BANDS: Final = {
-    "Platelets": _Banded((20, 50, 100, 150), (4, 3, 2, 1, 0), right=False),
-    "Bilirubin_total": _Banded((1.2, 2.0, 6.0, 12.0), (0, 1, 2, 3, 4), right=False),
-    "Creatinine": _Banded((1.2, 2.0, 3.5, 5.0), (0, 1, 2, 3, 4), right=False),
-    "MAP": _Banded((70,), (1, 0), right=False),
+    "Platelets": _below(scores.SOFA_PLATELET_BANDS),
+    "Bilirubin_total": _at_least(scores.SOFA_BILIRUBIN_BANDS),
+    "Creatinine": _at_least(scores.SOFA_CREATININE_BANDS),
+    "MAP": _below(((scores.SOFA_MAP_MIN, 1),)),
 }
+SOFA_SF_BANDS: Final = _upper_inclusive(scores.SOFA_SF_BANDS, 0)
+ROOM_AIR_FIO2: Final = 0.21
 
 # FiO2 is a fraction; room air is the floor, which also keeps the ratio finite.
-_FIO2_MIN: Final = 0.21
+_FIO2_MIN: Final = ROOM_AIR_FIO2
 _FIO2_MAX: Final = 1.0
 
 
@@ -267,9 +276,15 @@ def _vital_stats(v: FloatArray) -> FloatArray:
     )
 
 
-def _features_from_arrays(
+def features_from_arrays(
     values: FloatArray, age: FloatArray, gender: FloatArray, iculos: FloatArray
 ) -> npt.NDArray[np.float32]:
+    """Features of stacked windows: `values` (n, WINDOW_HOURS, len(INPUT_VARIABLES)) float64,
+    `age`, `gender`, `iculos` (n,) float64 with NaN for unknown. The one feature function."""
+    if values.ndim != 3 or values.shape[1:] != (WINDOW_HOURS, _N_VARS):
+        raise ValueError(
+            f"window values must have shape (n, {WINDOW_HOURS}, {_N_VARS}), got {values.shape}"
+        )
     n = values.shape[0]
     vitals = _vital_stats(values[:, :, :_N_VITALS]).reshape(n, -1)
     last = _last_observed(values, ~np.isnan(values))
@@ -284,21 +299,28 @@ def _features_from_arrays(
     spo2_fio2 = col("O2Sat") / np.clip(col("FiO2"), _FIO2_MIN, _FIO2_MAX)
     derived = np.stack([shock_index, sbp - dbp, bun_creat, spo2_fio2], axis=1)
 
-    temp, resp, wbc = col("Temp"), col("Resp"), col("WBC")
+    temp, resp, wbc, fio2, spo2 = col("Temp"), col("Resp"), col("WBC"), col("FiO2"), col("O2Sat")
     sirs = (
-        np.maximum(_gt(temp, SIRS_TEMP_HIGH), _lt(temp, SIRS_TEMP_LOW))
-        + _gt(hr, SIRS_HR_HIGH)
-        + np.maximum(_gt(resp, SIRS_RESP_HIGH), _lt(col("PaCO2"), SIRS_PACO2_LOW))
-        + np.maximum(_gt(wbc, SIRS_WBC_HIGH), _lt(wbc, SIRS_WBC_LOW))
+        np.maximum(_gt(temp, scores.SIRS_TEMP_ABOVE), _lt(temp, scores.SIRS_TEMP_BELOW))
+        + _gt(hr, scores.SIRS_HR_ABOVE)
+        + np.maximum(_gt(resp, scores.SIRS_RESP_ABOVE), _lt(col("PaCO2"), scores.SIRS_PACO2_BELOW))
+        + np.maximum(_gt(wbc, scores.SIRS_WBC_ABOVE), _lt(wbc, scores.SIRS_WBC_BELOW))
     )
-    qsofa = _ge(resp, QSOFA_RESP_MIN) + _le(sbp, QSOFA_SBP_MAX)
-    news2 = sum((_band_points(col(name), band) for name, band in NEWS2_BANDS.items()), np.zeros(n))
-    sofa = sum((_band_points(col(name), band) for name, band in SOFA_BANDS.items()), np.zeros(n))
-    scores = np.stack([sirs, qsofa, news2, sofa], axis=1)
+    qsofa = _ge(resp, scores.QSOFA_RESP_MIN) + _le(sbp, scores.QSOFA_SBP_MAX)
+    # FiO2 above room air means supplemental oxygen (NEWS2's "air or oxygen" parameter)
+    news2 = _gt(fio2, ROOM_AIR_FIO2) * scores.NEWS2_SUPPLEMENTAL_O2 + sum(
+        (_band_points(col(name), band) for name, band in NEWS2_BANDS.items()), np.zeros(n)
+    )
+    # respiration by SpO2/FiO2 only where SpO2 still tracks PaO2 (<= 97 %, Rice 2007)
+    sf_points = _band_points(spo2_fio2, SOFA_SF_BANDS) * _le(spo2, scores.SOFA_SF_MAX_SPO2)
+    sofa = sf_points + sum(
+        (_band_points(col(name), band) for name, band in SOFA_BANDS.items()), np.zeros(n)
+    )
+    score_parts = np.stack([sirs, qsofa, news2, sofa], axis=1)
 
     demographics = np.stack([age, gender, iculos], axis=1)
     labs = last[:, _N_VITALS:]
-    out = np.concatenate([vitals, labs, derived, scores, demographics], axis=1)
+    out = np.concatenate([vitals, labs, derived, score_parts, demographics], axis=1)
     return out.astype(np.float32)
 
 
@@ -307,14 +329,10 @@ def features_for_windows(windows: Sequence[PatientWindow]) -> npt.NDArray[np.flo
     if not windows:
         return np.empty((0, len(FEATURE_NAMES)), dtype=np.float32)
     values = np.stack([np.asarray(w.values, dtype=np.float64) for w in windows])
-    if values.shape[1:] != (WINDOW_HOURS, _N_VARS):
-        raise ValueError(
-            f"window values must have shape ({WINDOW_HOURS}, {_N_VARS}), got {values.shape[1:]}"
-        )
     age = np.array([w.age for w in windows], dtype=np.float64)
     gender = np.array([w.gender for w in windows], dtype=np.float64)
     iculos = np.array([w.iculos for w in windows], dtype=np.float64)
-    return _features_from_arrays(values, age, gender, iculos)
+    return features_from_arrays(values, age, gender, iculos)
 
 
 def stay_starts(stay_ids: npt.ArrayLike) -> npt.NDArray[np.int64]:
@@ -353,6 +371,7 @@ def features_for_stays(
     age: FloatArray,
     gender: FloatArray,
     iculos: FloatArray,
+    history_hours: int | None = None,
     chunk_rows: int = 50_000,
 ) -> npt.NDArray[np.float32]:
     """Features of every hour of every stay, each from its own window (training/evaluation).
@@ -360,7 +379,11 @@ def features_for_stays(
     `values`: (n_rows, len(INPUT_VARIABLES)) float64 hourly rows, stays contiguous and in
     time order; `age`, `gender`, `iculos`: (n_rows,) per row (NaN = unknown). Identical to
     `features_for_windows` on the windows a request for that hour would carry.
+    `history_hours` keeps only the newest rows of each window (1 = a single snapshot), as if
+    the caller had sent that much history.
     """
+    if history_hours is not None and not 1 <= history_hours <= WINDOW_HOURS:
+        raise ValueError(f"history_hours must lie in 1..{WINDOW_HOURS}")
     values = np.asarray(values, dtype=np.float64)
     if values.ndim != 2 or values.shape[1] != _N_VARS:
         raise ValueError(f"values must have shape (n, {_N_VARS}), got {values.shape}")
@@ -370,7 +393,9 @@ def features_for_stays(
     for lo in range(0, n, chunk_rows):
         rows = np.arange(lo, min(lo + chunk_rows, n), dtype=np.int64)
         windows = windows_for_stays(values, starts, rows)
-        out[rows] = _features_from_arrays(
+        if history_hours is not None:
+            windows[:, : WINDOW_HOURS - history_hours, :] = np.nan
+        out[rows] = features_from_arrays(
             windows,
             np.asarray(age, dtype=np.float64)[rows],
             np.asarray(gender, dtype=np.float64)[rows],

@@ -104,8 +104,11 @@ class Hourly:
     stay_ids: npt.NDArray[np.str_]
 
 
-def hourly_features(df: pd.DataFrame, *, withhold_iculos: bool = False) -> Hourly:
-    """Features of every hour of every stay in `df` (window per hour, as the service sees)."""
+def hourly_features(
+    df: pd.DataFrame, *, withhold_iculos: bool = False, history_hours: int | None = None
+) -> Hourly:
+    """Features of every hour of every stay in `df` (window per hour, as the service sees);
+    optionally without ICULOS, or with only the newest `history_hours` rows of each window."""
     n = len(df)
     iculos = np.full(n, np.nan) if withhold_iculos else df["ICULOS"].to_numpy(dtype=np.float64)
     stay_ids = df["patient_id"].to_numpy(dtype=str)
@@ -115,5 +118,6 @@ def hourly_features(df: pd.DataFrame, *, withhold_iculos: bool = False) -> Hourl
         age=df["Age"].to_numpy(dtype=np.float64),
         gender=df["Gender"].to_numpy(dtype=np.float64),
         iculos=iculos,
+        history_hours=history_hours,
     )
     return Hourly(features=features, labels=df[LABEL].to_numpy(dtype=np.int8), stay_ids=stay_ids)

@@ -54,20 +54,21 @@ def score_figures(
     utilities: RowUtilities,
     threshold: float,
 ) -> dict[str, float]:
-    """Hourly AUROC/AUPRC, utility at `threshold` and the best utility any threshold reaches."""
+    """Hourly AUROC/AUPRC, utility at `threshold`, calibration summaries, and the best
+    utility any threshold would have reached (in hindsight, for reference only)."""
     alarms = probabilities >= threshold
     both_classes = 0 < int(labels.sum()) < labels.shape[0]
-    best_t, best_u = best_threshold(utilities, probabilities)
+    _, best_u = best_threshold(utilities, probabilities)
+    nan = float("nan")
     return {
-        "hourly_auroc": float(roc_auc_score(labels, probabilities))
-        if both_classes
-        else float("nan"),
+        "hourly_auroc": float(roc_auc_score(labels, probabilities)) if both_classes else nan,
         "hourly_auprc": float(average_precision_score(labels, probabilities))
         if both_classes
-        else float("nan"),
+        else nan,
         "utility": utilities.normalised(alarms),
         "alarm_rate": float(alarms.mean()),
-        "best_threshold": best_t,
+        "brier": float(np.mean((probabilities - labels) ** 2)),
+        "mean_probability": float(probabilities.mean()),
         "utility_at_best_threshold": best_u,
     }
 
@@ -84,55 +85,50 @@ def septic_patients_alarmed(
     return sensitivity, false_stays
 
 
+# (suffix, ICULOS withheld, hours of history kept): the first two are the headline figures;
+# the last two mimic requests that carry 6 hours of history or a single snapshot.
+SCENARIOS: Final = (
+    ("", False, None),
+    ("_no_los", True, None),
+    ("_6h_no_los", True, 6),
+    ("_snapshot_no_los", True, 1),
+)
+
+
 def evaluate_frame(
     df: pd.DataFrame, model: SepsisModel, *, out: Path | None = None
 ) -> dict[str, Any]:
-    """Score every hour of `df` with `model`, with and without ICULOS; optionally report."""
+    """Score every hour of `df` with `model` under each scenario; optionally write a report."""
     start = time.perf_counter()
-    _log(f"features for {len(df):,} rows ...")
-    with_los = hourly_features(df)
-    without_los = hourly_features(df, withhold_iculos=True)
-    _log(f"  done in {time.perf_counter() - start:.1f} s; predicting ...")
-    p_los = predict_in_chunks(model, with_los.features)
-    p_no = predict_in_chunks(model, without_los.features)
-    _log(f"  done in {time.perf_counter() - start:.1f} s; scoring ...")
-    utilities = row_utilities(with_los.labels, with_los.stay_ids)
+    labels = df["SepsisLabel"].to_numpy(dtype=np.int8)
+    stay_ids = df["patient_id"].to_numpy(dtype=str)
+    utilities = row_utilities(labels, stay_ids)
     threshold = model.alert_threshold
-    los = score_figures(with_los.labels, p_los, utilities, threshold)
-    no = score_figures(with_los.labels, p_no, utilities, threshold)
-    sens, false_stays = septic_patients_alarmed(
-        with_los.labels, with_los.stay_ids, p_los >= threshold
-    )
-    sens_no, false_stays_no = septic_patients_alarmed(
-        with_los.labels, with_los.stay_ids, p_no >= threshold
-    )
     result: dict[str, Any] = {
         "model": f"{model.name} {model.version}",
         "rows": len(df),
         "patients": int(df["patient_id"].nunique()),
         "septic_patients": int(df.groupby("patient_id")["SepsisLabel"].max().sum()),
-        "positive_rows": int(with_los.labels.sum()),
+        "positive_rows": int(labels.sum()),
         "alert_threshold": threshold,
-        "hourly_auroc": los["hourly_auroc"],
-        "hourly_auprc": los["hourly_auprc"],
-        "utility": los["utility"],
-        "hourly_auroc_no_los": no["hourly_auroc"],
-        "hourly_auprc_no_los": no["hourly_auprc"],
-        "utility_no_los": no["utility"],
-        "alarm_rate": los["alarm_rate"],
-        "alarm_rate_no_los": no["alarm_rate"],
-        "septic_patients_alarmed": sens,
-        "septic_patients_alarmed_no_los": sens_no,
-        "non_septic_patients_alarmed": false_stays,
-        "non_septic_patients_alarmed_no_los": false_stays_no,
-        "utility_at_best_threshold": los["utility_at_best_threshold"],
-        "utility_at_best_threshold_no_los": no["utility_at_best_threshold"],
-        "seconds": round(time.perf_counter() - start, 1),
     }
+    probabilities: dict[str, npt.NDArray[np.float64]] = {}
+    for suffix, no_los, history in SCENARIOS:
+        hourly = hourly_features(df, withhold_iculos=no_los, history_hours=history)
+        p = predict_in_chunks(model, hourly.features)
+        probabilities[suffix] = p
+        figures = score_figures(labels, p, utilities, threshold)
+        sens, false_stays = septic_patients_alarmed(labels, stay_ids, p >= threshold)
+        figures |= {"septic_patients_alarmed": sens, "non_septic_patients_alarmed": false_stays}
+        result |= {f"{key}{suffix}": value for key, value in figures.items()}
+        _log(
+            f"  {suffix.lstrip('_') or 'with_los'}: AUROC {figures['hourly_auroc']:.4f}, "
+            f"utility {figures['utility']:.4f} ({time.perf_counter() - start:.1f} s)"
+        )
     if out is not None:
         from sepsis_ml.training.report import write_report  # matplotlib only when asked
 
-        write_report(out, result, with_los.labels, p_los, p_no)
+        write_report(out, result, labels, probabilities[""], probabilities["_no_los"])
         _log(f"report written to {out}")
     result["seconds"] = round(time.perf_counter() - start, 1)
     return result
@@ -171,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     _log(f"reading {args.data} ...")
     df = select_patients(load_dataset(args.data), model, args.patients_from)
     _log(f"  {len(df):,} rows, {df['patient_id'].nunique():,} patients ({args.patients_from})")
+    _log("scoring every hour (with ICULOS, without, 6 h of history, single snapshot) ...")
     result = evaluate_frame(df, model, out=args.out)
     print(json.dumps(result))  # noqa: T201
     return 0

@@ -84,9 +84,10 @@ def write_report(
         f" ({figures['septic_patients']:,} septic); alert threshold "
         f"{figures['alert_threshold']:.4f}.",
         "",
-        "| figure | with ICULOS | ICULOS withheld |",
-        "| --- | --- | --- |",
+        "| figure | with ICULOS | ICULOS withheld | 6 h history, no ICULOS | snapshot, no ICULOS |",
+        "| --- | --- | --- | --- | --- |",
     ]
+    scenarios = ("", "_no_los", "_6h_no_los", "_snapshot_no_los")
     for label, key in (
         ("hourly AUROC", "hourly_auroc"),
         ("hourly AUPRC", "hourly_auprc"),
@@ -94,9 +95,15 @@ def write_report(
         ("hours alarmed", "alarm_rate"),
         ("septic patients alarmed", "septic_patients_alarmed"),
         ("non-septic patients alarmed", "non_septic_patients_alarmed"),
+        ("Brier score", "brier"),
+        ("mean probability", "mean_probability"),
         ("utility at the best threshold (hindsight)", "utility_at_best_threshold"),
     ):
-        lines.append(f"| {label} | {figures[key]:.4f} | {figures[key + '_no_los']:.4f} |")
+        cells = " | ".join(f"{figures[key + s]:.4f}" for s in scenarios)
+        lines.append(f"| {label} | {cells} |")
+    lines.append(
+        f"| observed label rate | {figures['positive_rows'] / figures['rows']:.4f} | | | |"
+    )
     lines += [
         "",
         "![ROC](roc.png) ![Precision-recall](precision_recall.png) ![Calibration](calibration.png)",
