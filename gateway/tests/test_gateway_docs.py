@@ -138,6 +138,21 @@ async def test_docs_serves_swagger_ui_on_the_merged_document(stack):
     assert r.headers["content-type"].startswith("text/html")
     assert "swagger" in r.text.lower()
     assert "/openapi.json" in r.text
+    # The page works without internet: every asset it names is served by the gateway itself.
+    assert "cdn." not in r.text
+    for asset, kind in [
+        ("swagger-ui-bundle.js", "javascript"),
+        ("swagger-ui.css", "text/css"),
+        ("favicon-32x32.png", "image/png"),
+    ]:
+        assert f"/docs/assets/{asset}" in r.text
+        served = await client.get(f"/docs/assets/{asset}")
+        assert served.status_code == 200, asset
+        assert kind in served.headers["content-type"]
+        assert len(served.content) > 100
+    missing = await client.get("/docs/assets/..%2F..%2Fpyproject.toml")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "not_found"
 
 
 async def test_index_lists_every_endpoint_with_its_auth(stack):
