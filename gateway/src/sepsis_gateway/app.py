@@ -13,10 +13,9 @@ from importlib.metadata import version as package_version
 
 from fastapi import FastAPI
 
-from sepsis_gateway.accesslog import AccessLogMiddleware
 from sepsis_gateway.auth import KeyRing
 from sepsis_gateway.config import GatewaySettings
-from sepsis_gateway.metrics import Metrics
+from sepsis_gateway.metrics import Metrics, access_log_fields, access_logger
 from sepsis_gateway.monitor import watch_upstreams
 from sepsis_gateway.openapi import ApiDocs
 from sepsis_gateway.proxy import ForwardMiddleware
@@ -26,6 +25,7 @@ from sepsis_gateway.routes.meta import API_NAME
 from sepsis_gateway.routes.table import GENAI, ML, PUBLIC_ROUTES, UPSTREAM_LABELS
 from sepsis_gateway.state import STATE_KEY, Gateway
 from sepsis_gateway.upstream import CircuitBreaker, Upstream, open_session
+from sepsis_shared.metrics import RouteMetricsMiddleware
 from sepsis_shared.service import MissingConfiguration, setup_service_app
 
 DESCRIPTION = (
@@ -56,11 +56,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     keys = _check_secrets(settings)
     token = settings.service_token.get_secret_value().strip() if settings.service_token else ""
     version = package_version("sepsis-gateway")
+    metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Gateway]]:
         async with AsyncExitStack() as stack:
-            metrics = Metrics()
             upstreams: dict[str, Upstream] = {}
             for name, url, connect_s, total_s in (
                 (ML, settings.ml_service_url, settings.ml_connect_timeout_s, settings.ml_timeout_s),
@@ -138,7 +138,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     # The forwarded routes are answered by pure-ASGI middleware ahead of FastAPI's router
     # (the hot path); the access log wraps it, the request-id middleware wraps everything.
     app.add_middleware(ForwardMiddleware)
-    app.add_middleware(AccessLogMiddleware)
+    app.add_middleware(
+        RouteMetricsMiddleware,
+        metrics=metrics,
+        access_log=access_logger,
+        log_fields=access_log_fields,
+    )
     # Adds logging, the error envelope and the request-id middleware (outermost).
     setup_service_app(app, service="gateway", settings=settings)
     return app

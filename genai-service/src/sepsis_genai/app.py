@@ -14,10 +14,10 @@ from sepsis_genai.cache import AnswerCache
 from sepsis_genai.config import GenAISettings
 from sepsis_genai.guardrail import load_guardrail_config
 from sepsis_genai.llm import LLMClient, build_openai_client
-from sepsis_genai.metrics import MetricsMiddleware, RequestMetrics
 from sepsis_genai.pipeline import GuardrailHolder, Pipeline, pipeline_version
 from sepsis_genai.routes import classify, guardrail, health, performance
 from sepsis_genai.routes.deps import STATE_KEY, Readiness, Services
+from sepsis_shared.metrics import RouteMetrics, RouteMetricsMiddleware
 from sepsis_shared.service import health_router, setup_service_app
 
 SERVICE = "genai-service"
@@ -30,7 +30,7 @@ def create_app(settings: GenAISettings | None = None) -> FastAPI:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     target = settings.llm_target()  # fails fast, naming what to set, on an incomplete provider
     readiness = Readiness()
-    metrics = RequestMetrics()
+    metrics = RouteMetrics({"/openapi.json", "/docs"})
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
@@ -97,11 +97,14 @@ def create_app(settings: GenAISettings | None = None) -> FastAPI:
         performance.router,
         health_router(service=SERVICE, version=pipeline_version(), readiness=readiness),
     )
-    paths: set[str] = {"/openapi.json", "/docs"}
     for router in routers:
         app.include_router(router)
-        paths.update(getattr(route, "path", "") for route in router.routes)
+        metrics.track(getattr(route, "path", "") for route in router.routes)
     # Added before the shared middlewares so that the request id is set when it logs.
-    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=paths)
+    app.add_middleware(
+        RouteMetricsMiddleware,
+        metrics=metrics,
+        access_log=logging.getLogger("sepsis_genai.access"),
+    )
     setup_service_app(app, service=SERVICE, settings=settings)
     return app

@@ -15,12 +15,13 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from sepsis_ml.config import MLSettings
-from sepsis_ml.metrics import MetricsMiddleware, ServiceMetrics
+from sepsis_ml.metrics import ServiceMetrics
 from sepsis_ml.mlconfig import ConfigStore
 from sepsis_ml.model import SepsisModel
 from sepsis_ml.routes import classify, config, performance
 from sepsis_ml.routes.deps import STATE_KEY
 from sepsis_ml.runtime import InferenceRuntime, Readiness, ServiceState, warm_up
+from sepsis_shared.metrics import RouteMetricsMiddleware
 from sepsis_shared.service import health_router, setup_service_app
 
 SERVICE = "ml-service"
@@ -104,5 +105,5 @@ def create_app(settings: MLSettings | None = None) -> FastAPI:
         metrics.track([app.openapi_url])
     setup_service_app(app, service=SERVICE, settings=settings)
     # Outermost, so refused and failed calls are counted and timed too.
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(RouteMetricsMiddleware, metrics=metrics)
     return app

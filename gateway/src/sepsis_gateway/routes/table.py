@@ -100,5 +100,3 @@ PUBLIC_ROUTES: tuple[PublicRoute, ...] = (
 )
 
 ROUTES_BY_PATH = {route.path: route for route in PUBLIC_ROUTES}
-UNMATCHED = "(unmatched)"
-"""Metrics name for every path outside the public table."""

@@ -11,9 +11,9 @@ from fastapi import Depends, Request
 from sepsis_genai.cache import AnswerCache
 from sepsis_genai.config import GenAISettings
 from sepsis_genai.llm import LLMClient
-from sepsis_genai.metrics import RequestMetrics
 from sepsis_genai.pipeline import GuardrailHolder, Pipeline
 from sepsis_shared.errors import FieldError, InvalidInput, PayloadTooLarge
+from sepsis_shared.metrics import RouteMetrics
 
 STATE_KEY: Final = "genai"
 
@@ -27,7 +27,7 @@ class Services:
     cache: AnswerCache
     llm: LLMClient | None
     guardrail: GuardrailHolder
-    metrics: RequestMetrics
+    metrics: RouteMetrics
 
 
 def get_services(request: Request) -> Services:
