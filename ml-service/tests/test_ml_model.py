@@ -142,6 +142,16 @@ def test_a_feature_list_mismatch_is_refused(artefact_copy: Path) -> None:
         SepsisModel.load(artefact_copy)
 
 
+def test_changed_clinical_thresholds_are_refused(artefact_copy: Path) -> None:
+    # same feature names, different meaning: the model was trained on other score values
+    path = artefact_copy / "features.json"
+    data = json.loads(path.read_text())
+    data["score_thresholds"]["qSOFA"]["resp_min"] = 20
+    path.write_text(json.dumps(data))
+    with pytest.raises(ModelLoadError, match="score_thresholds"):
+        SepsisModel.load(artefact_copy)
+
+
 def test_a_corrupt_model_file_is_refused(artefact_copy: Path) -> None:
     (artefact_copy / "model.onnx").write_bytes(b"not an onnx model")
     with pytest.raises(ModelLoadError, match=r"model\.onnx"):

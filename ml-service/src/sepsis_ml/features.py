@@ -5,9 +5,11 @@ A scored hour is described by a `PatientWindow`: the last `WINDOW_HOURS` hourly 
 sex and the optional ICU length of stay. `features_for_windows` turns a batch of windows into
 the model's feature matrix. The service builds windows from a request (`window_from_patient`);
 training and evaluation build the window of every hour of every stay (`windows_for_stays`,
-`features_for_stays`) and feed them through the very same `features_for_windows`, so a request
-carrying the rows of a window yields exactly the features the model was trained on for that
-hour. Nothing here looks beyond the window: no whole-stay statistics, no record length.
+`features_for_stays`). Both paths end in the one feature function, `features_from_arrays`, so
+a request carrying the rows of a window yields exactly the features the model was trained on
+for that hour. Nothing here looks beyond the window: no whole-stay statistics, no record
+length. `feature_spec()` describes all of it (window, variables, features, score thresholds)
+for features.json, so a model is refused when the code computing its features has changed.
 
 Only numpy is needed, so the service image does not carry the training stack.
 """
@@ -17,12 +19,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final, NamedTuple, Protocol
+from typing import Final, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 from sepsis_shared import scores
+from sepsis_shared.patient import NormalizedPatient
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -142,6 +145,45 @@ _FIO2_MIN: Final = ROOM_AIR_FIO2
 _FIO2_MAX: Final = 1.0
 
 
+def feature_spec() -> dict[str, object]:
+    """What a trained model depends on: window, inputs, feature order and the clinical
+    thresholds inside the score features (JSON-ready; stored in features.json)."""
+
+    def bands(table: Mapping[str, _Banded]) -> dict[str, object]:
+        return {k: {"edges": list(b.edges), "points": list(b.points)} for k, b in table.items()}
+
+    return {
+        "window_hours": WINDOW_HOURS,
+        "input_variables": list(INPUT_VARIABLES),
+        "feature_names": list(FEATURE_NAMES),
+        "score_thresholds": {
+            "SIRS": {
+                "temp_above": scores.SIRS_TEMP_ABOVE,
+                "temp_below": scores.SIRS_TEMP_BELOW,
+                "hr_above": scores.SIRS_HR_ABOVE,
+                "resp_above": scores.SIRS_RESP_ABOVE,
+                "paco2_below": scores.SIRS_PACO2_BELOW,
+                "wbc_above": scores.SIRS_WBC_ABOVE,
+                "wbc_below": scores.SIRS_WBC_BELOW,
+            },
+            "qSOFA": {"resp_min": scores.QSOFA_RESP_MIN, "sbp_max": scores.QSOFA_SBP_MAX},
+            "NEWS2": {
+                **bands(NEWS2_BANDS),
+                "supplemental_o2": scores.NEWS2_SUPPLEMENTAL_O2,
+                "room_air_fio2": ROOM_AIR_FIO2,
+            },
+            "SOFA": {
+                **bands(SOFA_BANDS),
+                "SpO2_FiO2": {
+                    "edges": list(SOFA_SF_BANDS.edges),
+                    "points": list(SOFA_SF_BANDS.points),
+                },
+                "sf_max_spo2": scores.SOFA_SF_MAX_SPO2,
+            },
+        },
+    }
+
+
 @dataclass(frozen=True)
 class PatientWindow:
     """One scored hour: `values` is (WINDOW_HOURS, len(INPUT_VARIABLES)) float64, NaN = not
@@ -153,31 +195,11 @@ class PatientWindow:
     iculos: float
 
 
-class _ObservationLike(Protocol):
-    @property
-    def value(self) -> float: ...
-    @property
-    def hours_ago(self) -> float: ...
-
-
-class PatientLike(Protocol):
-    """What `window_from_patient` reads of a `sepsis_shared.patient.NormalizedPatient`."""
-
-    @property
-    def series(self) -> Mapping[str, Sequence[_ObservationLike]]: ...
-    @property
-    def age(self) -> float | None: ...
-    @property
-    def gender(self) -> int | None: ...
-    @property
-    def iculos(self) -> float | None: ...
-
-
 def _or_nan(x: float | None) -> float:
     return math.nan if x is None else float(x)
 
 
-def window_from_patient(p: PatientLike) -> PatientWindow:
+def window_from_patient(p: NormalizedPatient) -> PatientWindow:
     """Bucket each observation by `hours_ago` into hourly rows ending at the scored hour.
 
     Row WINDOW_HOURS-1 holds hours_ago in [0, 1), the row before it [1, 2), and so on;

@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
-from sepsis_ml.features import FEATURE_NAMES, WINDOW_HOURS
+from sepsis_ml.features import FEATURE_NAMES, WINDOW_HOURS, feature_spec
 
 MODEL_FILE: Final = "model.onnx"
 FEATURES_FILE: Final = "features.json"
@@ -152,6 +152,14 @@ class SepsisModel:
                 f"{FEATURES_FILE} window_hours {features.get('window_hours')!r} differs from "
                 f"WINDOW_HOURS {WINDOW_HOURS}"
             )
+        # the same names can hide changed meanings: inputs or clinical thresholds
+        expected = json.loads(json.dumps(feature_spec()))
+        for key, value in expected.items():
+            if features.get(key) != value:
+                raise ModelLoadError(
+                    f"{FEATURES_FILE} {key} differ from what sepsis_ml.features computes now; "
+                    "retrain or use matching code"
+                )
 
         try:
             calibration = Calibration.from_json(_read_json(directory, CALIBRATION_FILE))

@@ -39,6 +39,7 @@ from sepsis_ml.features import (
     FEATURE_NAMES,
     INPUT_VARIABLES,
     WINDOW_HOURS,
+    feature_spec,
     features_from_arrays,
     stay_starts,
     windows_for_stays,
@@ -230,11 +231,7 @@ def train(data: Path, out: Path, *, seed: int, max_rounds: int = MAX_ROUNDS) -> 
     if max_diff > MAX_ONNX_DIFF:
         raise SystemExit(f"ONNX export disagrees with LightGBM by {max_diff:.3e} > {MAX_ONNX_DIFF}")
 
-    features_json = {
-        "window_hours": WINDOW_HOURS,
-        "input_variables": list(INPUT_VARIABLES),
-        "feature_names": list(FEATURE_NAMES),
-    }
+    features_json = feature_spec()
     importance = booster.feature_importance(importance_type="gain")
     top = sorted(zip(FEATURE_NAMES, importance, strict=True), key=lambda kv: -kv[1])[:20]
     metadata: dict[str, Any] = {
