@@ -98,8 +98,8 @@ _N_VITALS: Final = len(VITALS)
 
 
 class _Banded(NamedTuple):
-    """Points by band for np.digitize: `edges` ascending, one more point than edges; `right`
-    means a value equal to an edge falls in the lower band ("<= edge" tables)."""
+    """Points by band: `edges` ascending, one more point than edges; `right` means a value
+    equal to an edge falls in the lower band ("<= edge" tables)."""
 
     edges: tuple[float, ...]
     points: tuple[int, ...]
@@ -237,29 +237,29 @@ def _last_observed(x: FloatArray, observed: npt.NDArray[np.bool_]) -> FloatArray
 
 
 def _band_points(x: FloatArray, band: _Banded) -> FloatArray:
-    idx = np.digitize(np.nan_to_num(x, nan=0.0), np.asarray(band.edges), right=band.right)
+    # searchsorted "left" puts a value equal to an edge in the lower band ("<= edge" tables),
+    # "right" in the upper one; NaN sorts past every edge and is zeroed after
+    idx = np.searchsorted(band.edges, x, side="left" if band.right else "right")
     points = np.asarray(band.points, dtype=np.float64)[idx]
     return np.where(np.isnan(x), 0.0, points)
 
 
+# Ordered comparisons with NaN are simply False in numpy (no warning): a missing component
+# never counts.
 def _gt(x: FloatArray, threshold: float) -> FloatArray:
-    with np.errstate(invalid="ignore"):
-        return (x > threshold).astype(np.float64)
+    return (x > threshold).astype(np.float64)
 
 
 def _lt(x: FloatArray, threshold: float) -> FloatArray:
-    with np.errstate(invalid="ignore"):
-        return (x < threshold).astype(np.float64)
+    return (x < threshold).astype(np.float64)
 
 
 def _ge(x: FloatArray, threshold: float) -> FloatArray:
-    with np.errstate(invalid="ignore"):
-        return (x >= threshold).astype(np.float64)
+    return (x >= threshold).astype(np.float64)
 
 
 def _le(x: FloatArray, threshold: float) -> FloatArray:
-    with np.errstate(invalid="ignore"):
-        return (x <= threshold).astype(np.float64)
+    return (x <= threshold).astype(np.float64)
 
 
 def _vital_stats(v: FloatArray) -> FloatArray:
