@@ -35,22 +35,10 @@ from typing import Any
 
 import aiohttp
 
+from sepsis_shared.patient import FLAT_EXAMPLE
+
 # DESIGN §8: the original deployment guide's /classify verification request.
-GUIDE_CLASSIFY = json.dumps(
-    {
-        "HR": 110,
-        "SBP": 95,
-        "DBP": 60,
-        "Temp": 38.5,
-        "Resp": 22,
-        "O2Sat": 94,
-        "WBC": 15.5,
-        "Lactate": 2.5,
-        "Creatinine": 1.8,
-        "Age": 65,
-        "Gender": 1,
-    }
-).encode()
+GUIDE_CLASSIFY = json.dumps(FLAT_EXAMPLE).encode()
 
 TARGET_RATIO = 1.5
 REQUEST_TIMEOUT_S = 30.0

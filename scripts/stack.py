@@ -21,6 +21,7 @@ import argparse
 import contextlib
 import ctypes
 import importlib.util
+import json
 import os
 import secrets
 import shlex
@@ -45,17 +46,6 @@ ML = "ml-service"
 GENAI = "genai-service"
 GATEWAY = "gateway"
 REDIS = "redis"
-
-# The original deployment guide's verification requests (DESIGN §8), as the guide wrote them.
-CLASSIFY_EXAMPLE = (
-    '{"HR": 110, "SBP": 95, "DBP": 60, "Temp": 38.5, "Resp": 22, "O2Sat": 94, '
-    '"WBC": 15.5, "Lactate": 2.5, "Creatinine": 1.8, "Age": 65, "Gender": 1}'
-)
-GENAI_CLASSIFY_EXAMPLE = (
-    '{"patient_id": "TEST001", '
-    '"vitals": {"HR": 118, "SBP": 88, "Temp": 38.9, "Lactate": 3.2, "WBC": 18.5}, '
-    '"notes": "Patient appears lethargic, skin mottled on lower extremities"}'
-)
 
 # Client secrets reach the gateway only; the services behind it see the service token alone.
 _GATEWAY_ONLY = frozenset({"API_KEY", "API_KEYS", "ADMIN_API_KEYS"})
@@ -595,13 +585,16 @@ class ComposeStack:
 
 
 def curl_lines(config: StackConfig) -> list[str]:
-    """Shell lines that call the two classify routes through the gateway with a client key."""
+    """Shell lines that call the two classify routes through the gateway with a client key,
+    sending the original deployment guide's verification requests (DESIGN §8)."""
+    # Imported here, not at the top: the launcher itself runs (and reports what is missing)
+    # even where the workspace packages are not installed.
+    from sepsis_shared.patient import FLAT_EXAMPLE, STRUCTURED_EXAMPLE
+
     key = config.client_keys[0]
     lines = []
-    for path, body in (
-        ("/classify", CLASSIFY_EXAMPLE),
-        ("/genai-classify", GENAI_CLASSIFY_EXAMPLE),
-    ):
+    for path, example in (("/classify", FLAT_EXAMPLE), ("/genai-classify", STRUCTURED_EXAMPLE)):
+        body = json.dumps(example)
         argv = [
             "curl", "-sS", "-X", "POST", f"{config.gateway_url}{path}",
             "-H", "Content-Type: application/json", "-H", f"X-API-Key: {key}", "-d", body,

@@ -14,6 +14,8 @@ from types import ModuleType
 
 import pytest
 
+from sepsis_shared.patient import FLAT_EXAMPLE, STRUCTURED_EXAMPLE
+
 EMPTY: dict[str, str] = {}
 
 
@@ -90,25 +92,9 @@ def test_curl_lines_send_the_guides_examples(stack_launcher: ModuleType) -> None
     assert classify[classify.index("-X") + 1] == "POST"
     assert "http://127.0.0.1:8000/classify" in classify
     assert "X-API-Key: key with 'quotes'" in classify
-    assert json.loads(classify[classify.index("-d") + 1]) == {
-        "HR": 110,
-        "SBP": 95,
-        "DBP": 60,
-        "Temp": 38.5,
-        "Resp": 22,
-        "O2Sat": 94,
-        "WBC": 15.5,
-        "Lactate": 2.5,
-        "Creatinine": 1.8,
-        "Age": 65,
-        "Gender": 1,
-    }
+    assert json.loads(classify[classify.index("-d") + 1]) == FLAT_EXAMPLE
     assert "http://127.0.0.1:8000/genai-classify" in genai
-    assert json.loads(genai[genai.index("-d") + 1]) == {
-        "patient_id": "TEST001",
-        "vitals": {"HR": 118, "SBP": 88, "Temp": 38.9, "Lactate": 3.2, "WBC": 18.5},
-        "notes": "Patient appears lethargic, skin mottled on lower extremities",
-    }
+    assert json.loads(genai[genai.index("-d") + 1]) == STRUCTURED_EXAMPLE
 
 
 def test_silent_redis_address_is_reported(stack_launcher: ModuleType) -> None:

@@ -8,18 +8,12 @@ import json
 
 import pytest
 
-# DESIGN §8: the original deployment guide's verification requests, byte for byte.
-GUIDE_CLASSIFY = (
-    b'{"HR": 110, "SBP": 95, "DBP": 60, "Temp": 38.5, "Resp": 22, "O2Sat": 94,\n'
-    b' "WBC": 15.5, "Lactate": 2.5, "Creatinine": 1.8, "Age": 65, "Gender": 1}'
-)
-GUIDE_GENAI = json.dumps(
-    {
-        "patient_id": "TEST001",
-        "vitals": {"HR": 118, "SBP": 88, "Temp": 38.9, "Lactate": 3.2, "WBC": 18.5},
-        "notes": "Patient appears lethargic, skin mottled on lower extremities",
-    }
-).encode()
+from sepsis_shared.patient import FLAT_EXAMPLE, STRUCTURED_EXAMPLE
+
+# DESIGN §8: the original deployment guide's verification requests. The /classify one keeps
+# line breaks and indents, so a gateway that re-serialised bodies would change its bytes.
+GUIDE_CLASSIFY = json.dumps(FLAT_EXAMPLE, indent=1).encode()
+GUIDE_GENAI = json.dumps(STRUCTURED_EXAMPLE).encode()
 
 
 @pytest.mark.parametrize(

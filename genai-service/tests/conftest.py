@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -33,6 +33,7 @@ from asgi_lifespan import LifespanManager
 
 from sepsis_genai.app import create_app
 from sepsis_genai.config import GenAISettings
+from sepsis_shared.patient import STRUCTURED_EXAMPLE
 
 if TYPE_CHECKING:
     from tests.fakes.fake_openai import FakeOpenAI
@@ -276,14 +277,7 @@ def run_app() -> RunApp:
 @pytest.fixture
 def guide_request() -> dict[str, Any]:
     """The original deployment guide's /genai-classify request (DESIGN §8)."""
-    return copy.deepcopy(GUIDE_REQUEST)
-
-
-GUIDE_REQUEST: Final[dict[str, Any]] = {
-    "patient_id": "TEST001",
-    "vitals": {"HR": 118, "SBP": 88, "Temp": 38.9, "Lactate": 3.2, "WBC": 18.5},
-    "notes": "Patient appears lethargic, skin mottled on lower extremities",
-}
+    return copy.deepcopy(dict(STRUCTURED_EXAMPLE))
 
 
 def make_answer(

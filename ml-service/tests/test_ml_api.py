@@ -21,21 +21,9 @@ from sepsis_ml.mlconfig import ConfigError, packaged_config_path
 from sepsis_ml.model import ModelLoadError, SepsisModel
 from sepsis_ml.schemas import BatchAssessment, BatchErrorEntry, BatchResponse, MLAssessment
 from sepsis_shared.assessment import Priority, alert_for
+from sepsis_shared.patient import FLAT_EXAMPLE
 
 TOKEN = "ml-test-token"
-DESIGN_EXAMPLE = {
-    "HR": 110,
-    "SBP": 95,
-    "DBP": 60,
-    "Temp": 38.5,
-    "Resp": 22,
-    "O2Sat": 94,
-    "WBC": 15.5,
-    "Lactate": 2.5,
-    "Creatinine": 1.8,
-    "Age": 65,
-    "Gender": 1,
-}
 STRUCTURED: dict[str, Any] = {
     "patient_id": "TEST001",
     "vitals": {
@@ -91,7 +79,7 @@ def _fields(response: httpx.Response) -> list[str]:
 
 
 async def test_design_example_returns_the_full_assessment(client: httpx.AsyncClient) -> None:
-    response = await client.post("/classify", json=DESIGN_EXAMPLE, headers={"X-Request-ID": "r-1"})
+    response = await client.post("/classify", json=FLAT_EXAMPLE, headers={"X-Request-ID": "r-1"})
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "application/json"
     body = response.json()
@@ -129,8 +117,8 @@ async def test_structured_form_with_series_and_icu_stay(client: httpx.AsyncClien
 
 
 async def test_same_patient_in_both_forms_scores_the_same(client: httpx.AsyncClient) -> None:
-    flat = (await client.post("/classify", json=DESIGN_EXAMPLE)).json()
-    vitals = {k: v for k, v in DESIGN_EXAMPLE.items() if k not in ("Age", "Gender")}
+    flat = (await client.post("/classify", json=FLAT_EXAMPLE)).json()
+    vitals = {k: v for k, v in FLAT_EXAMPLE.items() if k not in ("Age", "Gender")}
     structured = {"vitals": vitals, "Age": 65, "Gender": "male"}
     other = (await client.post("/classify", json=structured)).json()
     for key in ("risk_score", "model_probability", "priority", "priority_rule", "drivers"):
@@ -211,8 +199,8 @@ async def test_model_runs_in_the_inference_pool_not_on_the_loop(
         return original(self, features)
 
     monkeypatch.setattr(SepsisModel, "predict", spy)
-    assert (await client.post("/classify", json=DESIGN_EXAMPLE)).status_code == 200
-    assert (await client.post("/classify-batch", json={"patients": [DESIGN_EXAMPLE]})).is_success
+    assert (await client.post("/classify", json=FLAT_EXAMPLE)).status_code == 200
+    assert (await client.post("/classify-batch", json={"patients": [FLAT_EXAMPLE]})).is_success
     assert len(threads) == 2
     assert all(name.startswith("inference") for name in threads), threads
     assert threading.main_thread().name not in threads
@@ -224,7 +212,7 @@ async def test_model_runs_in_the_inference_pool_not_on_the_loop(
 async def test_batch_keeps_order_and_isolates_a_bad_patient(client: httpx.AsyncClient) -> None:
     single = (await client.post("/classify", json=STRUCTURED)).json()
     before = (await client.get("/performance")).json()["inference"]
-    patients = [DESIGN_EXAMPLE, {"HR": 80, "SBP": 500}, STRUCTURED, {"Resp": 12}]
+    patients = [FLAT_EXAMPLE, {"HR": 80, "SBP": 500}, STRUCTURED, {"Resp": 12}]
     response = await client.post(
         "/classify-batch", json={"patients": patients}, headers={"X-Request-ID": "batch-1"}
     )
@@ -264,9 +252,9 @@ async def test_batch_of_only_bad_patients_answers_200_with_errors(
 
 async def test_batch_over_the_limit_is_a_413_naming_it() -> None:
     async with _running(_settings(ML_MAX_BATCH=3)) as client:
-        ok = await client.post("/classify-batch", json={"patients": [DESIGN_EXAMPLE] * 3})
+        ok = await client.post("/classify-batch", json={"patients": [FLAT_EXAMPLE] * 3})
         assert ok.status_code == 200
-        response = await client.post("/classify-batch", json={"patients": [DESIGN_EXAMPLE] * 4})
+        response = await client.post("/classify-batch", json={"patients": [FLAT_EXAMPLE] * 4})
     assert response.status_code == 413
     error = response.json()["error"]
     assert error["code"] == "payload_too_large"
@@ -305,7 +293,7 @@ async def test_configured_alert_threshold_overrides_the_model(tmp_path: Path) ->
     path = _config_file(tmp_path, alert_threshold=0.42)
     async with _running(_settings(ML_CONFIG_PATH=path)) as client:
         config = (await client.get("/config/current")).json()
-        assessment = (await client.post("/classify", json=DESIGN_EXAMPLE)).json()
+        assessment = (await client.post("/classify", json=FLAT_EXAMPLE)).json()
     assert config["effective_alert_threshold"] == 0.42
     assert config["alert_threshold_source"] == "config"
     assert assessment["alert_threshold"] == 0.42
@@ -328,7 +316,7 @@ async def test_reload_applies_a_good_file_and_rejects_a_bad_one(tmp_path: Path) 
         assert good.json()["previous_version"] == "reload-1"
         assert good.json()["current"]["version"] == "reload-2"
         assert (await client.get("/config/current")).json()["config"]["bands"]["urgent"] == 40
-        assessed = (await client.post("/classify", json=DESIGN_EXAMPLE)).json()
+        assessed = (await client.post("/classify", json=FLAT_EXAMPLE)).json()
         assert assessed["config_version"] == "reload-2"
 
         data["version"] = "reload-3"
@@ -341,7 +329,7 @@ async def test_reload_applies_a_good_file_and_rejects_a_bad_one(tmp_path: Path) 
         assert "reload-2 stays in force" in error["message"]
         current = (await client.get("/config/current")).json()
         assert current["version"] == "reload-2"
-        assessed = (await client.post("/classify", json=DESIGN_EXAMPLE)).json()
+        assessed = (await client.post("/classify", json=FLAT_EXAMPLE)).json()
         assert assessed["config_version"] == "reload-2"
 
         path.write_text("version: [", encoding="utf-8")
@@ -376,7 +364,7 @@ async def test_readyz_only_after_the_lifespan_loaded_and_warmed_the_model() -> N
 
 async def test_the_service_token_is_required(client: httpx.AsyncClient) -> None:
     for headers in ({"X-Service-Token": ""}, {"X-Service-Token": "wrong"}):
-        response = await client.post("/classify", json=DESIGN_EXAMPLE, headers=headers)
+        response = await client.post("/classify", json=FLAT_EXAMPLE, headers=headers)
         assert response.status_code == 401
         assert response.json()["error"]["code"] == "unauthorized"
     bare = httpx.AsyncClient(transport=client._transport, base_url="http://ml-service")
@@ -387,12 +375,10 @@ async def test_the_service_token_is_required(client: httpx.AsyncClient) -> None:
 
 async def test_performance_counts_requests_errors_and_rows(client: httpx.AsyncClient) -> None:
     for _ in range(3):
-        assert (await client.post("/classify", json=DESIGN_EXAMPLE)).status_code == 200
+        assert (await client.post("/classify", json=FLAT_EXAMPLE)).status_code == 200
     assert (await client.post("/classify", json={"HR": "fast"})).status_code == 422
     assert (await client.post("/classify", headers={"X-Service-Token": "no"})).status_code == 401
-    assert (
-        await client.post("/classify-batch", json={"patients": [DESIGN_EXAMPLE] * 5})
-    ).is_success
+    assert (await client.post("/classify-batch", json={"patients": [FLAT_EXAMPLE] * 5})).is_success
     body = (await client.get("/performance")).json()
     classify = body["routes"]["/classify"]
     assert classify["count"] == 5
@@ -415,7 +401,7 @@ async def test_openapi_documents_bodies_responses_and_errors(client: httpx.Async
     classify = spec["paths"]["/classify"]["post"]
     body = classify["requestBody"]["content"]["application/json"]
     assert len(body["schema"]["oneOf"]) == 2
-    assert body["examples"]["flat"]["value"] == DESIGN_EXAMPLE
+    assert body["examples"]["flat"]["value"] == FLAT_EXAMPLE
     ok = classify["responses"]["200"]["content"]["application/json"]["schema"]
     assert ok["$ref"].endswith("/MLAssessment")
     assert {"401", "413", "422"} <= set(classify["responses"])

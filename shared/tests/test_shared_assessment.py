@@ -17,7 +17,7 @@ from sepsis_shared.assessment import (
     max_priority,
     missing_inputs,
 )
-from sepsis_shared.patient import parse_patient
+from sepsis_shared.patient import FLAT_EXAMPLE, STRUCTURED_EXAMPLE, parse_patient
 from sepsis_shared.scores import clinical_scores
 from sepsis_shared.variables import VARIABLES
 
@@ -57,15 +57,10 @@ def test_alert_for_each_priority(priority: Priority, colour: str, phrase: str) -
 
 
 def test_missing_inputs_of_the_documented_examples() -> None:
-    flat = parse_patient(
-        {"HR": 110, "SBP": 95, "DBP": 60, "Temp": 38.5, "Resp": 22, "O2Sat": 94, "WBC": 15.5}
-        | {"Lactate": 2.5, "Creatinine": 1.8, "Age": 65, "Gender": 1}
-    )
+    flat = parse_patient(FLAT_EXAMPLE)
     # MAP counts as sent: SBP and DBP give it
     assert missing_inputs(flat) == ["GCS", "Platelets", "Bilirubin_total"]
-    structured = parse_patient(
-        {"vitals": {"HR": 118, "SBP": 88, "Temp": 38.9, "Lactate": 3.2, "WBC": 18.5}}
-    )
+    structured = parse_patient({"vitals": STRUCTURED_EXAMPLE["vitals"]})
     assert missing_inputs(structured) == [
         "Resp",
         "MAP",

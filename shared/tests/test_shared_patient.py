@@ -36,21 +36,7 @@ def field_errors(raw: object, **kwargs: Any) -> dict[str, str]:
 
 
 def test_flat_form_of_the_original_system() -> None:
-    p = parse_patient(
-        {
-            "HR": 110,
-            "SBP": 95,
-            "DBP": 60,
-            "Temp": 38.5,
-            "Resp": 22,
-            "O2Sat": 94,
-            "WBC": 15.5,
-            "Lactate": 2.5,
-            "Creatinine": 1.8,
-            "Age": 65,
-            "Gender": 1,
-        }
-    )
+    p = parse_patient(FLAT_EXAMPLE)
     assert p.latest("HR") == 110.0
     assert p.latest("Lactate") == 2.5
     assert p.observations("Temp") == (Observation(38.5, 0.0),)
@@ -65,9 +51,7 @@ def test_flat_form_of_the_original_system() -> None:
 def test_structured_form_with_notes_and_history() -> None:
     p = parse_patient(
         {
-            "patient_id": "TEST001",
-            "vitals": {"HR": 118, "SBP": 88, "Temp": 38.9, "Lactate": 3.2, "WBC": 18.5},
-            "notes": "Patient appears lethargic, skin mottled on lower extremities",
+            **STRUCTURED_EXAMPLE,
             "patient_history": {"conditions": ["COPD", " "], "medications": ["metformin"]},
             "Age": 70,
             "sex": "male",

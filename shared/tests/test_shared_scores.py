@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from sepsis_shared.patient import NormalizedPatient, parse_patient
+from sepsis_shared.patient import FLAT_EXAMPLE, NormalizedPatient, parse_patient
 from sepsis_shared.scores import (
     NEWS2_HIGH,
     NEWS2_MEDIUM,
@@ -450,21 +450,7 @@ def test_sofa_nothing_but_heart_rate() -> None:
 
 
 def test_clinical_scores_of_the_documented_flat_example() -> None:
-    p = parse_patient(
-        {
-            "HR": 110,
-            "SBP": 95,
-            "DBP": 60,
-            "Temp": 38.5,
-            "Resp": 22,
-            "O2Sat": 94,
-            "WBC": 15.5,
-            "Lactate": 2.5,
-            "Creatinine": 1.8,
-            "Age": 65,
-            "Gender": 1,
-        }
-    )
+    p = parse_patient(FLAT_EXAMPLE)
     scores = clinical_scores(p)
     assert isinstance(scores.qsofa, ScoreResult)
     assert (scores.qsofa.score, scores.qsofa.complete) == (2, False)

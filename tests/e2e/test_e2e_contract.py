@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
+from sepsis_shared.patient import FLAT_EXAMPLE, STRUCTURED_EXAMPLE
+
 if TYPE_CHECKING:
     from tests.e2e.conftest import LLMSetup
 
@@ -29,19 +31,8 @@ PUBLIC_ROUTES = {
     ("/genai-guardrail/reload", "post"),
     ("/performance", "get"),
 }
-SICK = {
-    "HR": 110,
-    "SBP": 95,
-    "DBP": 60,
-    "Temp": 38.5,
-    "Resp": 22,
-    "O2Sat": 94,
-    "WBC": 15.5,
-    "Lactate": 2.5,
-    "Creatinine": 1.8,
-    "Age": 65,
-    "Gender": 1,
-}
+# The original deployment guide's /classify request (DESIGN §8): a sick patient.
+SICK = FLAT_EXAMPLE
 WELL = {"HR": 72, "SBP": 124, "DBP": 78, "Temp": 36.8, "Resp": 14, "O2Sat": 99, "Age": 40}
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -113,11 +104,7 @@ def test_merged_openapi_carries_the_guides_examples(gateway: httpx.Client) -> No
         return found + ([content["example"]] if "example" in content else [])
 
     assert SICK in examples("/classify")
-    assert {
-        "patient_id": "TEST001",
-        "vitals": {"HR": 118, "SBP": 88, "Temp": 38.9, "Lactate": 3.2, "WBC": 18.5},
-        "notes": "Patient appears lethargic, skin mottled on lower extremities",
-    } in examples("/genai-classify")
+    assert STRUCTURED_EXAMPLE in examples("/genai-classify")
 
 
 def test_index_lists_the_endpoints(gateway: httpx.Client) -> None:

@@ -1,5 +1,9 @@
 """The original deployment guide's verification requests (DESIGN §8), verbatim, against the
-running stack through the gateway, with a key of ours in `X-API-Key`."""
+running stack through the gateway, with a key of ours in `X-API-Key`.
+
+This file holds the one literal copy of each request; everything else (tests, scripts, the
+OpenAPI examples) uses `sepsis_shared.patient.FLAT_EXAMPLE` / `STRUCTURED_EXAMPLE`, which the
+first test holds to these copies."""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+
+from sepsis_shared.patient import FLAT_EXAMPLE, STRUCTURED_EXAMPLE
 
 if TYPE_CHECKING:
     from tests.e2e.conftest import LLMSetup
@@ -35,6 +41,13 @@ GENAI_CLASSIFY = {
     "vitals": {"HR": 118, "SBP": 88, "Temp": 38.9, "Lactate": 3.2, "WBC": 18.5},
     "notes": "Patient appears lethargic, skin mottled on lower extremities",
 }
+
+
+def test_the_shared_examples_are_the_guides_requests() -> None:
+    assert FLAT_EXAMPLE == CLASSIFY
+    assert list(FLAT_EXAMPLE) == list(CLASSIFY), "same fields, in the guide's order"
+    assert STRUCTURED_EXAMPLE == GENAI_CLASSIFY
+    assert list(STRUCTURED_EXAMPLE) == list(GENAI_CLASSIFY)
 
 
 def check_core(body: dict[str, Any], response: httpx.Response) -> None:

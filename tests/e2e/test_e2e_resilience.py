@@ -14,12 +14,15 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
+from sepsis_shared.patient import STRUCTURED_EXAMPLE
+
 if TYPE_CHECKING:
     from scripts.stack import StackHandle
 
 pytestmark = pytest.mark.e2e
 
-PATIENT = {"HR": 118, "SBP": 88, "Temp": 38.9, "Lactate": 3.2, "WBC": 18.5}
+# The vitals of the original deployment guide's /genai-classify request (DESIGN §8), sent flat.
+PATIENT = dict(STRUCTURED_EXAMPLE["vitals"])
 # A client of a dead upstream must get its answer well inside this (the ML read timeout is
 # longer; a refused connection must not wait for it).
 FAST_FAILURE_TIMEOUT_S = 5.0
