@@ -12,7 +12,8 @@ import httpx
 import pytest
 
 from sepsis_genai.config import LLMTarget
-from sepsis_genai.llm import LLMClient, _retry_after_s, build_openai_client
+from sepsis_genai.llm import LLMClient, build_openai_client
+from sepsis_genai.llm_retry import retry_after_s
 from sepsis_genai.narrative import SYSTEM_PROMPT, Prompt
 from sepsis_genai.schemas import LLMAnswer, LLMStatus
 
@@ -196,7 +197,7 @@ async def test_different_keys_are_not_coalesced(fake_llm: FakeOpenAI) -> None:
     ],
 )
 def test_retry_after_header_forms(headers: dict[str, str], expected: float | None) -> None:
-    assert _retry_after_s(httpx.Headers(headers)) == expected
+    assert retry_after_s(httpx.Headers(headers)) == expected
 
 
 async def test_fenced_markdown_json_is_accepted(fake_llm: FakeOpenAI) -> None:

@@ -15,11 +15,16 @@ from dataclasses import dataclass
 from typing import Final
 
 from sepsis_genai.guardrail_config import (
+    GuardrailConfig,
+    GuardrailConfigError,
+    guardrail_public_view,
+    load_guardrail_config,
+    parse_guardrail_config,
+)
+from sepsis_genai.guardrail_rules import (
     AnyOfCondition,
     CombinedRule,
     Condition,
-    GuardrailConfig,
-    GuardrailConfigError,
     NoteCondition,
     NoteGroupCondition,
     NoteRule,
@@ -28,9 +33,6 @@ from sepsis_genai.guardrail_config import (
     SingleRule,
     TrendRule,
     VariableCondition,
-    guardrail_public_view,
-    load_guardrail_config,
-    parse_guardrail_config,
 )
 from sepsis_genai.notes import NoteFinding
 from sepsis_genai.trends import Trend

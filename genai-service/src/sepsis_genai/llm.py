@@ -8,24 +8,20 @@
 - A deadline covers the whole call (queueing, retries and the repair turn included).
 - Retries: bounded, only for 408/409/429/5xx and connection errors, with exponential backoff and
   full jitter; a `Retry-After` (or `retry-after-ms`) header is honoured, and a wait that would
-  overrun the deadline ends the call instead.
+  overrun the deadline ends the call instead (policy: `sepsis_genai.llm_retry`).
 - A semaphore bounds the calls in flight per instance; identical calls in flight (same cache
-  key) are coalesced into one.
+  key) are coalesced into one (`sepsis_genai.coalesce`).
 - Failures are reported as a status and a short `error_kind`, never as exception text.
 """
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
-import json
 import logging
-import math
 import random
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
@@ -39,73 +35,21 @@ from openai.types.chat import (
     ChatCompletionUserMessageParam,
 )
 from openai.types.shared_params import ResponseFormatJSONObject, ResponseFormatJSONSchema
-from pydantic import ValidationError
 
+from sepsis_genai.coalesce import InFlight
 from sepsis_genai.config import LLMTarget
+from sepsis_genai.llm_answer import InvalidAnswer, parse_answer
+from sepsis_genai.llm_outcome import LLMOutcome, LLMStats, ResponseFormat
+from sepsis_genai.llm_retry import Backoff, classify_status, is_retryable, retry_after_s
 from sepsis_genai.narrative import REPAIR_PROMPT, Prompt
 from sepsis_genai.schemas import LLMAnswer, LLMStatus, answer_json_schema
 
 logger = logging.getLogger("sepsis_genai.llm")
 
-ResponseFormat = Literal["json_schema", "json_object"]
 Sleep = Callable[[float], Awaitable[None]]
 
-_RETRYABLE_STATUS: Final = frozenset({408, 409, 429})
 _MAX_BAD_ANSWER_ECHO: Final = 4000
 _SCHEMA_NAME: Final = "sepsis_assessment"
-
-
-@dataclass(frozen=True, slots=True)
-class LLMOutcome:
-    """The result of one (possibly shared) LLM assessment call."""
-
-    status: LLMStatus
-    answer: LLMAnswer | None
-    attempts: int
-    latency_ms: float
-    error_kind: str | None = None
-    response_format: ResponseFormat | None = None
-    coalesced: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return self.answer is not None and self.status is LLMStatus.OK
-
-
-@dataclass
-class LLMStats:
-    """Counters for `/performance` and `/genai-health` (per instance, since start)."""
-
-    assessments: int = 0
-    http_calls: int = 0
-    coalesced: int = 0
-    retries: int = 0
-    repairs: int = 0
-    json_schema_fallbacks: int = 0
-    in_flight: int = 0
-    by_status: Counter[str] = field(default_factory=Counter)
-    last_success: datetime | None = None
-    last_failure: datetime | None = None
-    last_failure_kind: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "assessments": self.assessments,
-            "http_calls": self.http_calls,
-            "coalesced": self.coalesced,
-            "retries": self.retries,
-            "repairs": self.repairs,
-            "json_schema_fallbacks": self.json_schema_fallbacks,
-            "in_flight": self.in_flight,
-            "by_status": dict(self.by_status),
-            "last_success": _iso(self.last_success),
-            "last_failure": _iso(self.last_failure),
-            "last_failure_kind": self.last_failure_kind,
-        }
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat(timespec="seconds") if moment else None
 
 
 class _Failure(Exception):
@@ -115,15 +59,6 @@ class _Failure(Exception):
         super().__init__(kind)
         self.status = status
         self.kind = kind
-
-
-class _Invalid(Exception):
-    """Internal: the answer could not be used; `problem` is safe to show the model."""
-
-    def __init__(self, problem: str, content: str) -> None:
-        super().__init__(problem)
-        self.problem = problem
-        self.content = content
 
 
 def build_openai_client(target: LLMTarget, *, max_connections: int) -> AsyncOpenAI:
@@ -178,16 +113,14 @@ class LLMClient:
         self.max_output_tokens = max_output_tokens
         self.deadline_s = deadline_s
         self.max_retries = max_retries
-        self.retry_base_s = retry_base_s
-        self.retry_max_s = retry_max_s
+        self._backoff = Backoff(base_s=retry_base_s, max_s=retry_max_s, rng=rng or random.Random())
         self._semaphore = asyncio.Semaphore(max_concurrency)
         self._sleep = sleep
-        self._rng = rng or random.Random()
         self._json_schema_supported = True
         # Newer (reasoning) models reject `max_tokens` and want `max_completion_tokens`; older
         # servers know only `max_tokens`. Start with the widely supported one, switch once.
         self._completion_tokens_param = False
-        self._in_flight: dict[str, asyncio.Task[LLMOutcome]] = {}
+        self._in_flight: InFlight[LLMOutcome] = InFlight()
         self.stats = LLMStats()
 
     @property
@@ -214,8 +147,7 @@ class LLMClient:
         await asyncio.to_thread(lambda: self._client.chat.completions)
 
     async def aclose(self) -> None:
-        for task in list(self._in_flight.values()):
-            task.cancel()
+        self._in_flight.cancel_all()
         await self._client.close()
 
     # ---- coalescing ------------------------------------------------------------------------
@@ -235,10 +167,8 @@ class LLMClient:
         if task is not None:
             self.stats.coalesced += 1
             outcome = await asyncio.shield(task)
-            return _replace_coalesced(outcome)
-        task = asyncio.create_task(self._run(prompt, on_answer), name="llm-assess")
-        self._in_flight[key] = task
-        task.add_done_callback(lambda _t: self._in_flight.pop(key, None))
+            return replace(outcome, coalesced=True)
+        task = self._in_flight.start(key, self._run(prompt, on_answer), name="llm-assess")
         return await asyncio.shield(task)
 
     # ---- one call --------------------------------------------------------------------------
@@ -312,8 +242,8 @@ class LLMClient:
             state.response_format = "json_schema" if self._json_schema_supported else "json_object"
             try:
                 content = await self._complete(messages, state)
-                return _parse_answer(content)
-            except _Invalid as invalid:
+                return parse_answer(content)
+            except InvalidAnswer as invalid:
                 if repaired:
                     raise _Failure(LLMStatus.INVALID_OUTPUT, "invalid_output") from None
                 repaired = True
@@ -341,46 +271,40 @@ class LLMClient:
                     continue
                 raise _Failure(LLMStatus.FAILED, "bad_request") from None
             except openai.APIStatusError as exc:
-                kind, status = _classify_status(exc.status_code)
-                retryable = exc.status_code in _RETRYABLE_STATUS or exc.status_code >= 500
-                if not retryable or retries >= self.max_retries:
+                kind, status = classify_status(exc.status_code)
+                if not is_retryable(exc.status_code):
                     raise _Failure(status, kind) from None
-                retries += 1
-                self.stats.retries += 1
-                await self._backoff(
-                    retries, _retry_after_s(exc.response.headers), status, kind, started
-                )
+                wait_s = retry_after_s(exc.response.headers)
+                retries = await self._retry(retries, wait_s, status, kind, started)
             except openai.APITimeoutError:
-                if retries >= self.max_retries:
-                    raise _Failure(LLMStatus.TIMEOUT, "upstream_timeout") from None
-                retries += 1
-                self.stats.retries += 1
-                await self._backoff(retries, None, LLMStatus.TIMEOUT, "upstream_timeout", started)
+                status, kind = LLMStatus.TIMEOUT, "upstream_timeout"
+                retries = await self._retry(retries, None, status, kind, started)
             except openai.APIConnectionError:
-                if retries >= self.max_retries:
-                    raise _Failure(LLMStatus.FAILED, "connection_error") from None
-                retries += 1
-                self.stats.retries += 1
-                await self._backoff(retries, None, LLMStatus.FAILED, "connection_error", started)
+                status, kind = LLMStatus.FAILED, "connection_error"
+                retries = await self._retry(retries, None, status, kind, started)
 
-    async def _backoff(
+    async def _retry(
         self,
-        retry: int,
+        retries: int,
         retry_after: float | None,
         status: LLMStatus,
         kind: str,
         started: float,
-    ) -> None:
-        ceiling = min(self.retry_max_s, self.retry_base_s * 2 ** (retry - 1))
-        delay = self._rng.uniform(0, ceiling)  # full jitter
-        if retry_after is not None:
-            # Honour the server: never earlier than it asked, a little jitter after.
-            delay = retry_after + self._rng.uniform(0, min(1.0, 0.1 * retry_after + 0.05))
+    ) -> int:
+        """Wait before the next try and return the retries made so far; or end the call with
+        `status` and `kind` when the retries are used up or the wait would overrun the
+        deadline."""
+        if retries >= self.max_retries:
+            raise _Failure(status, kind) from None
+        retries += 1
+        self.stats.retries += 1
+        delay = self._backoff.delay(retries, retry_after)
         remaining = self.deadline_s - (time.perf_counter() - started)
         if delay >= remaining:
             # Waiting would overrun the deadline: give up now, saying why.
             raise _Failure(status, kind)
         await self._sleep(delay)
+        return retries
 
     async def _complete(self, messages: list[ChatCompletionMessageParam], state: _CallState) -> str:
         fmt: ResponseFormatJSONSchema | ResponseFormatJSONObject
@@ -409,7 +333,7 @@ class LLMClient:
                 response_format=fmt,
             )
         if not completion.choices:
-            raise _Invalid("the reply held no choices", "")
+            raise InvalidAnswer("the reply held no choices", "")
         choice = completion.choices[0]
         content = choice.message.content or ""
         if choice.message.refusal:
@@ -417,7 +341,9 @@ class LLMClient:
         if choice.finish_reason == "content_filter":
             raise _Failure(LLMStatus.FAILED, "content_filter")
         if choice.finish_reason == "length":
-            raise _Invalid("the answer was cut off at the length limit; be more concise", content)
+            raise InvalidAnswer(
+                "the answer was cut off at the length limit; be more concise", content
+            )
         return content
 
 
@@ -434,50 +360,8 @@ def _messages(prompt: Prompt) -> list[ChatCompletionMessageParam]:
     ]
 
 
-def _replace_coalesced(outcome: LLMOutcome) -> LLMOutcome:
-    return LLMOutcome(
-        status=outcome.status,
-        answer=outcome.answer,
-        attempts=outcome.attempts,
-        latency_ms=outcome.latency_ms,
-        error_kind=outcome.error_kind,
-        response_format=outcome.response_format,
-        coalesced=True,
-    )
-
-
 def _ms_since(started: float) -> float:
     return (time.perf_counter() - started) * 1000.0
-
-
-def _strip_fences(content: str) -> str:
-    text = content.strip()
-    if text.startswith("```"):
-        text = text.split("\n", 1)[1] if "\n" in text else ""
-        if text.rstrip().endswith("```"):
-            text = text.rstrip()[:-3]
-    return text.strip()
-
-
-def _parse_answer(content: str) -> LLMAnswer:
-    text = _strip_fences(content)
-    if not text:
-        raise _Invalid("the answer was empty", content)
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        raise _Invalid("the answer was not valid JSON", content) from None
-    if not isinstance(data, dict):
-        raise _Invalid("the answer was not a JSON object", content)
-    try:
-        return LLMAnswer.model_validate(data)
-    except ValidationError as exc:
-        # Field names and constraint messages only; they come from our schema, not from input.
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'answer'}: {err['msg']}"
-            for err in exc.errors(include_url=False, include_input=False)[:6]
-        )
-        raise _Invalid(f"fields out of the schema ({problems})", content) from None
 
 
 def _rejects_param(exc: openai.BadRequestError, name: str) -> bool:
@@ -498,43 +382,3 @@ def _rejects_json_schema(exc: openai.BadRequestError) -> bool:
             return True
         text += " " + str(body.get("message", "")).lower()
     return "response_format" in text or "json_schema" in text
-
-
-def _classify_status(code: int) -> tuple[str, LLMStatus]:
-    if code == 429:
-        return "rate_limited", LLMStatus.RATE_LIMITED
-    if code in (401, 403):
-        return "auth_error", LLMStatus.FAILED
-    if code == 404:
-        return "not_found", LLMStatus.FAILED
-    if code == 408:
-        return "upstream_timeout", LLMStatus.TIMEOUT
-    if code >= 500:
-        return "server_error", LLMStatus.FAILED
-    return f"http_{code}", LLMStatus.FAILED
-
-
-def _retry_after_s(headers: httpx.Headers) -> float | None:
-    """Seconds the server asked us to wait (`retry-after-ms`, `retry-after` seconds or date)."""
-    raw_ms = headers.get("retry-after-ms")
-    if raw_ms:
-        try:
-            value = float(raw_ms) / 1000.0
-        except ValueError:
-            value = math.nan
-        if math.isfinite(value) and value >= 0:
-            return value
-    raw = headers.get("retry-after")
-    if not raw:
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        try:
-            parsed = email.utils.parsedate_to_datetime(raw)
-        except (TypeError, ValueError):
-            return None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=UTC)
-        return max(0.0, (parsed - datetime.now(UTC)).total_seconds())
-    return value if math.isfinite(value) and value >= 0 else None
