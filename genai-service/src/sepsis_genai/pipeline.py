@@ -234,16 +234,14 @@ class Pipeline:
     ) -> GenAIAssessment:
         result = facts.guardrail
         priority, risk, overridden = apply_floor(answer.priority, answer.risk_score, result)
-        source: ProbabilitySource
+        # A probability is reported only where one was estimated: the LLM's own figure, as it
+        # gave it. A rule-based risk score is not a probability, and raising the LLM's figure
+        # to a rule's risk floor would invent one; the guardrail acts on priority and risk.
+        probability: float | None = None
+        source: ProbabilitySource = "not_estimated"
         if from_llm:
-            # The LLM's own estimate, clamped; never below what the guardrail's risk floor says.
             probability = min(1.0, max(0.0, answer.sepsis_probability_6h))
-            floor = result.risk_floor / 100
             source = "llm_estimate"
-            if probability < floor:
-                probability, source = floor, "llm_estimate_floored"
-        else:
-            probability, source = risk / 100, "rule_heuristic"
         degraded = info.status not in (LLMStatus.OK, LLMStatus.CACHED, LLMStatus.OFFLINE)
 
         rationale = answer.rationale
@@ -274,7 +272,7 @@ class Pipeline:
         assessment = GenAIAssessment(
             patient_id=patient.patient_id,
             risk_score=float(risk),
-            sepsis_probability_6h=round(probability, 4),
+            sepsis_probability_6h=None if probability is None else round(probability, 4),
             probability_source=source,
             priority=priority,
             alert=alert_for(priority),

@@ -178,27 +178,29 @@ class TrendView(BaseModel):
     hours_span: float
 
 
-ProbabilitySource = Literal["llm_estimate", "llm_estimate_floored", "rule_heuristic"]
+ProbabilitySource = Literal["llm_estimate", "not_estimated"]
 
 
 class GenAIAssessment(AssessmentCore):
     """The GenAI pathway's assessment: the common core plus the LLM and guardrail detail."""
 
-    sepsis_probability_6h: float = Field(
+    # Wider than the core's float on purpose: this pathway says null rather than invent a figure.
+    sepsis_probability_6h: float | None = Field(  # type: ignore[assignment]
         ge=0,
         le=1,
         description=(
-            "Estimated probability of sepsis within 6 hours. On the GenAI pathway this is NOT a "
-            "calibrated model probability; `probability_source` says where it comes from."
+            "Estimated probability of sepsis within 6 hours, or null when nothing estimated "
+            "one. On the GenAI pathway this is NOT a calibrated model probability; "
+            "`probability_source` says where it comes from. Use the ML pathway (`/classify`) "
+            "for a calibrated probability."
         ),
     )
     probability_source: ProbabilitySource = Field(
         description=(
-            "Where `sepsis_probability_6h` comes from. It is NOT a calibrated model probability "
-            "on this pathway: `llm_estimate` is the LLM's own estimate (clamped to 0-1), "
-            "`llm_estimate_floored` the same raised to the guardrail's risk floor, "
-            "`rule_heuristic` the deterministic risk score divided by 100. Use the ML "
-            "pathway (`/classify`) for a calibrated probability."
+            "Where `sepsis_probability_6h` comes from: `llm_estimate` is the LLM's own "
+            "estimate as it gave it (clamped to 0-1; the guardrail never changes it, it acts on "
+            "priority and risk); `not_estimated` means no LLM answer was used (offline or "
+            "degraded), so the probability is null: a rule-based risk score is not a probability."
         )
     )
     rationale: str
