@@ -131,6 +131,18 @@ def test_evaluate_on_the_validation_split_reproduces_the_training_figures(
         assert figures[key] == stored[key]
 
 
+def test_bootstrap_intervals_bracket_the_figures(
+    cohort_file: Path, trained: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    evaluate.main([str(cohort_file), "--model-dir", str(trained), "--bootstrap", "30"])
+    figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for suffix in ("", "_no_los"):
+        for key in ("hourly_auroc", "utility"):
+            low, high = figures[f"{key}_ci95{suffix}"]
+            assert low <= figures[f"{key}{suffix}"] <= high
+            assert low < high
+
+
 def test_a_folder_of_psv_files_loads_like_the_parquet(tmp_path: Path) -> None:
     df = synthetic_cohort(n_patients=5)
     for pid, stay in df.groupby("patient_id"):

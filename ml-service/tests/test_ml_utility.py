@@ -72,6 +72,7 @@ def test_the_early_ramp() -> None:
 def test_best_and_inaction_totals_and_normalisation() -> None:
     rows = row_utilities(SEPTIC_LABELS, ["s"] * 20)
     assert rows.best_total == pytest.approx(7.5)
+    assert rows.best.sum() == pytest.approx(7.5)
     assert rows.inaction_total == pytest.approx(-10.0)
     assert rows.normalised(T >= 4) == pytest.approx(1.0)
     assert rows.normalised(np.zeros(20, dtype=bool)) == pytest.approx(0.0)

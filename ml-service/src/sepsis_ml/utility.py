@@ -51,10 +51,11 @@ CHALLENGE = UtilityParams()
 
 @dataclass(frozen=True)
 class RowUtilities:
-    """Utility of alarming / staying silent at each row, and of the best alarm pattern."""
+    """Utility of alarming / staying silent / the best choice at each row, and the totals."""
 
     alarm: FloatArray
     silent: FloatArray
+    best: FloatArray
     best_total: float
     inaction_total: float
 
@@ -107,11 +108,13 @@ def row_utilities(
     silent = np.where(row_septic, np.where(counted, septic_silent, 0.0), p.u_tn)
 
     best_alarms = row_septic & (d >= p.dt_early) & (d <= p.dt_late)
-    best_total = float(np.where(best_alarms, alarm, silent).sum())
+    best = np.where(best_alarms, alarm, silent)
+    best_total = float(best.sum())
     inaction_total = float(silent.sum())
     return RowUtilities(
         alarm=alarm.astype(np.float64),
         silent=silent.astype(np.float64),
+        best=best.astype(np.float64),
         best_total=best_total,
         inaction_total=inaction_total,
     )

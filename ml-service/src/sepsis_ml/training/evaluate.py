@@ -85,6 +85,49 @@ def septic_patients_alarmed(
     return sensitivity, false_stays
 
 
+def bootstrap_intervals(
+    labels: npt.NDArray[np.int8],
+    stay_ids: npt.NDArray[np.str_],
+    probabilities: npt.NDArray[np.float64],
+    utilities: RowUtilities,
+    threshold: float,
+    *,
+    rounds: int,
+    seed: int = 0,
+) -> dict[str, list[float]]:
+    """95 % intervals of hourly AUROC and utility, resampling patients with replacement
+    (hours of one patient are not independent, so rows are never resampled one by one)."""
+    _, stay_index = np.unique(stay_ids, return_inverse=True)
+    n_stays = int(stay_index.max()) + 1
+    observed = np.where(probabilities >= threshold, utilities.alarm, utilities.silent)
+    per_stay_obs = np.bincount(stay_index, weights=observed, minlength=n_stays)
+    per_stay_best = np.bincount(stay_index, weights=utilities.best, minlength=n_stays)
+    per_stay_none = np.bincount(stay_index, weights=utilities.silent, minlength=n_stays)
+    order = np.argsort(stay_index, kind="stable")
+    first = np.searchsorted(stay_index[order], np.arange(n_stays))
+    length = np.bincount(stay_index, minlength=n_stays)
+    rng = np.random.default_rng(seed)
+    aurocs, utils = [], []
+    for _ in range(rounds):
+        draw = rng.integers(0, n_stays, size=n_stays)
+        counts = np.bincount(draw, minlength=n_stays)
+        none = float(per_stay_none @ counts)
+        utils.append((float(per_stay_obs @ counts) - none) / (float(per_stay_best @ counts) - none))
+        starts = np.repeat(first[draw], length[draw])
+        offsets = np.arange(starts.shape[0]) - np.repeat(
+            np.cumsum(length[draw]) - length[draw], length[draw]
+        )
+        rows = order[starts + offsets]
+        y = labels[rows]
+        if 0 < int(y.sum()) < y.shape[0]:
+            aurocs.append(float(roc_auc_score(y, probabilities[rows])))
+
+    def interval(values: list[float]) -> list[float]:
+        return [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]
+
+    return {"hourly_auroc_ci95": interval(aurocs), "utility_ci95": interval(utils)}
+
+
 # (suffix, ICULOS withheld, hours of history kept): the first two are the headline figures;
 # the last two mimic requests that carry 6 hours of history or a single snapshot.
 SCENARIOS: Final = (
@@ -96,7 +139,7 @@ SCENARIOS: Final = (
 
 
 def evaluate_frame(
-    df: pd.DataFrame, model: SepsisModel, *, out: Path | None = None
+    df: pd.DataFrame, model: SepsisModel, *, out: Path | None = None, bootstrap: int = 0
 ) -> dict[str, Any]:
     """Score every hour of `df` with `model` under each scenario; optionally write a report."""
     start = time.perf_counter()
@@ -117,9 +160,13 @@ def evaluate_frame(
         hourly = hourly_features(df, withhold_iculos=no_los, history_hours=history)
         p = predict_in_chunks(model, hourly.features)
         probabilities[suffix] = p
-        figures = score_figures(labels, p, utilities, threshold)
+        figures: dict[str, Any] = score_figures(labels, p, utilities, threshold)
         sens, false_stays = septic_patients_alarmed(labels, stay_ids, p >= threshold)
         figures |= {"septic_patients_alarmed": sens, "non_septic_patients_alarmed": false_stays}
+        if bootstrap and suffix in ("", "_no_los"):
+            figures |= bootstrap_intervals(
+                labels, stay_ids, p, utilities, threshold, rounds=bootstrap
+            )
         result |= {f"{key}{suffix}": value for key, value in figures.items()}
         _log(
             f"  {suffix.lstrip('_') or 'with_los'}: AUROC {figures['hourly_auroc']:.4f}, "
@@ -157,6 +204,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help="split:validation = only the validation patients of the model's stored split",
     )
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--bootstrap",
+        type=int,
+        default=0,
+        metavar="N",
+        help="add 95 %% intervals of AUROC and utility from N patient resamples",
+    )
     return parser.parse_args(argv)
 
 
@@ -168,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     df = select_patients(load_dataset(args.data), model, args.patients_from)
     _log(f"  {len(df):,} rows, {df['patient_id'].nunique():,} patients ({args.patients_from})")
     _log("scoring every hour (with ICULOS, without, 6 h of history, single snapshot) ...")
-    result = evaluate_frame(df, model, out=args.out)
+    result = evaluate_frame(df, model, out=args.out, bootstrap=args.bootstrap)
     print(json.dumps(result))  # noqa: T201
     return 0
 

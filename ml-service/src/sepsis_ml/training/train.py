@@ -99,6 +99,7 @@ PARAMS: Final[dict[str, Any]] = {
     "num_threads": THREADS,
     "verbosity": -1,
 }
+BOOTSTRAP_ROUNDS: Final = 200  # patient resamples for the validation figures' 95 % intervals
 MAX_ROUNDS: Final = 1500
 EARLY_STOPPING: Final = 100
 
@@ -274,7 +275,9 @@ def train(data: Path, out: Path, *, seed: int, max_rounds: int = MAX_ROUNDS) -> 
 
     _log("validation patients, through the written ONNX artefacts ...")
     model = SepsisModel.load(out, threads=THREADS)
-    figures = evaluate_frame(df.loc[validation].reset_index(drop=True), model)
+    figures = evaluate_frame(
+        df.loc[validation].reset_index(drop=True), model, bootstrap=BOOTSTRAP_ROUNDS
+    )
     figures.pop("seconds", None)
     metadata["validation"] = figures
     _write_json(out / METADATA_FILE, metadata)
