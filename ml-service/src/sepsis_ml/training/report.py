@@ -105,6 +105,14 @@ def write_report(
     lines.append(
         f"| observed label rate | {figures['positive_rows'] / figures['rows']:.4f} | | | |"
     )
+    scores = figures.get("score_hourly_auroc") or {}
+    if scores:
+        lines += [
+            "",
+            "Hourly AUROC of the partial bedside scores on the same hours: "
+            + ", ".join(f"{name} {auroc:.4f}" for name, auroc in scores.items())
+            + ".",
+        ]
     lines += [
         "",
         "![ROC](roc.png) ![Precision-recall](precision_recall.png) ![Calibration](calibration.png)",
