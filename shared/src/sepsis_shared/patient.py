@@ -21,20 +21,27 @@ milliseconds end to end) and collects every field error of a patient before rais
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Final, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from sepsis_shared.errors import FieldError, InvalidInput, PayloadTooLarge
+from sepsis_shared.patient_openapi import (
+    FLAT_EXAMPLE,
+    SERIES_EXAMPLE,
+    STRUCTURED_EXAMPLE,
+    patient_batch_request_openapi,
+    patient_request_openapi,
+    patient_schema,
+)
 from sepsis_shared.variables import (
     BINARY_VARIABLES,
     CONSCIOUSNESS_CODES,
-    DEMOGRAPHICS,
     IGNORED_NAMES,
     SERIES_VARIABLES,
     VARIABLES,
@@ -44,14 +51,19 @@ from sepsis_shared.variables import (
 )
 
 __all__ = [
+    "FLAT_EXAMPLE",
     "MAX_HISTORY_ITEMS",
     "MAX_NOTES_CHARS",
     "MAX_POINTS_PER_VARIABLE",
+    "SERIES_EXAMPLE",
+    "STRUCTURED_EXAMPLE",
+    "HourlyPatient",
     "NormalizedPatient",
     "Observation",
     "PatientHistory",
     "batch_items",
     "parse_patient",
+    "parse_patient_hourly",
     "patient_batch_request_openapi",
     "patient_request_openapi",
     "patient_schema",
@@ -124,6 +136,54 @@ class NormalizedPatient:
         return name in self.series
 
 
+_HOURS: Final = tuple(float(h) for h in range(MAX_POINTS_PER_VARIABLE))
+# Observation(value, hours_ago) made by tuple.__new__ directly, as its generated __new__ does.
+_observation: Final[Callable[[tuple[float, float]], Observation]] = partial(
+    tuple.__new__, Observation
+)
+
+
+@dataclass(frozen=True, slots=True)
+class HourlyPatient:
+    """A validated patient whose every variable came as a number or a list of numbers.
+
+    `hourly` holds each variable sent, newest first: its value i is from i hours before the
+    scored hour (a single number is the scored hour). This is how most requests arrive; kept
+    in this form, a batch can be laid out in arrays without building an `Observation` per
+    value. `normalized()` is exactly what `parse_patient` returns for the same request.
+    """
+
+    patient_id: str | None
+    hourly: Mapping[str, tuple[float, ...]]
+    """Canonical name -> values, newest first (index = hours before the scored hour)."""
+    age: float | None
+    gender: int | None
+    iculos: float | None
+    hosp_adm_time: float | None
+    notes: str | None
+    history: PatientHistory
+
+    def normalized(self) -> NormalizedPatient:
+        """The same patient as a NormalizedPatient (series oldest first)."""
+        series = {
+            # hours before the scored hour: len-1 for the oldest value down to 0
+            name: tuple(
+                map(_observation, zip(reversed(xs), _HOURS[len(xs) - 1 :: -1], strict=True))
+            )
+            for name, xs in self.hourly.items()
+        }
+        return NormalizedPatient(
+            patient_id=self.patient_id,
+            series=series,
+            age=self.age,
+            gender=self.gender,
+            iculos=self.iculos,
+            hosp_adm_time=self.hosp_adm_time,
+            notes=self.notes,
+            history=self.history,
+        )
+
+
 # --------------------------------------------------------------------------------------------
 # Parsing
 
@@ -140,6 +200,9 @@ _META_KEYS: Final[Mapping[str, str]] = {
 _GENDER_WORDS: Final[Mapping[str, int]] = {"female": 0, "f": 0, "male": 1, "m": 1}
 _VAL_KEYS: Final = ("val", "value")
 _TS_KEYS: Final = ("ts", "timestamp", "time")
+
+_MAX_INT_ID: Final = 10**MAX_PATIENT_ID_CHARS
+"""A numeric patient_id must have at most MAX_PATIENT_ID_CHARS digits, like a string one."""
 
 _Converter = Callable[[float], float]
 
@@ -190,7 +253,11 @@ class _Parser:
                 return None
             x = 1.0 if value else 0.0
         elif isinstance(value, int | float):
-            x = float(value)
+            try:
+                x = float(value)
+            except OverflowError:  # an integer beyond any float is beyond every range too
+                self.err(path, f"{spec.name} is outside the accepted range {spec.range_text}")
+                return None
         elif isinstance(value, str) and spec.name == "Consciousness":
             code = CONSCIOUSNESS_CODES.get(value.strip().lower())
             if code is None:
@@ -397,12 +464,216 @@ def _hours(delta_seconds: float) -> float:
     return delta_seconds / 3600.0
 
 
+# --------------------------------------------------------------------------------------------
+# The common case in one pass: numbers and lists of numbers, no units, no time series, nothing
+# wrong. Anything else makes `_parse_common` return None and goes through `_parse_general`,
+# which reads every form and reports every error: results and errors are always the general
+# parser's, the common case just gets there sooner.
+
+_SERIES: Final = 0
+_SCALAR: Final = 1
+_GENDER: Final = 2
+
+
+class _Entry(NamedTuple):
+    name: str
+    low: float
+    high: float
+    integer: bool
+    binary: bool
+    kind: int
+
+
+def _entries() -> dict[str, _Entry]:
+    """Each spelling `canonical_name` accepts as it is (names, aliases, their lower case)."""
+    table: dict[str, _Entry] = {}
+    for spec in VARIABLES.values():
+        if spec.name in SERIES_VARIABLES:
+            kind = _SERIES
+        elif spec.name == "Gender":
+            kind = _GENDER
+        else:
+            kind = _SCALAR
+        entry = _Entry(
+            spec.name, spec.low, spec.high, spec.integer, spec.name in BINARY_VARIABLES, kind
+        )
+        for key in (spec.name, *spec.aliases):
+            for spelling in (key, key.lower()):
+                if canonical_name(spelling) == spec.name:
+                    table[spelling] = entry
+    return table
+
+
+_ENTRIES: Final = _entries()
+_NUMBER_TYPES: Final = frozenset({float, int})
+
+
+def _scalar(entry: _Entry, value: object) -> float | None:
+    """A valid single value as a float, else None (the general parser then says why)."""
+    if type(value) is float or type(value) is int:
+        if not entry.low <= value <= entry.high:  # NaN fails; so do huge ints, before float()
+            return None
+        x = float(value)
+        if entry.integer and not x.is_integer():
+            return None
+        return x
+    if type(value) is bool and entry.binary:
+        return 1.0 if value else 0.0
+    if type(value) is str and entry.name == "Consciousness":
+        code = CONSCIOUSNESS_CODES.get(value.strip().lower())
+        return None if code is None else float(code)
+    return None
+
+
+def _numbers(entry: _Entry, values: list[Any]) -> tuple[float, ...] | None:
+    """A valid list of plain numbers as floats (newest first), else None."""
+    if not 0 < len(values) <= MAX_POINTS_PER_VARIABLE or not _NUMBER_TYPES.issuperset(
+        map(type, values)
+    ):
+        return None
+    if min(values) < entry.low or max(values) > entry.high:
+        return None
+    xs = tuple(map(float, values))
+    # min and max can step over a NaN: a NaN (or an infinity) makes the sum non-finite
+    if not math.isfinite(sum(xs)):
+        return None
+    if entry.integer and not all(x.is_integer() for x in xs):
+        return None
+    return xs
+
+
+def _parse_common(raw: dict[Any, Any]) -> HourlyPatient | None:
+    """The patient when `raw` is of the common, valid kind; None for anything else."""
+    series: dict[str, tuple[float, ...]] = {}
+    seen: set[str] = set()
+    scalars: dict[str, float] = {}
+    patient_id: str | None = None
+    notes: str | None = None
+    history: PatientHistory | None = None
+
+    def variable(key: str, value: object) -> bool:
+        entry = _ENTRIES.get(key)
+        if entry is None:
+            entry = _ENTRIES.get(key.lower())
+            if entry is None:
+                return key.lower() in IGNORED_NAMES
+        name = entry.name
+        if name in seen:
+            return False
+        seen.add(name)
+        if value is None:
+            return True
+        if entry.kind == _SERIES:
+            if type(value) is list:
+                xs = _numbers(entry, value)
+                if xs is None:
+                    return False
+                series[name] = xs
+                return True
+            x = _scalar(entry, value)
+            if x is None:
+                return False
+            series[name] = (x,)
+            return True
+        if entry.kind == _GENDER:
+            if type(value) is str:
+                code = _GENDER_WORDS.get(value.strip().lower())
+            elif (type(value) is int or type(value) is float) and value in (0, 1):
+                code = int(value)
+            else:
+                return False
+            if code is None:
+                return False
+            scalars[name] = float(code)
+            return True
+        x = _scalar(entry, value)
+        if x is None:
+            return False
+        scalars[name] = x
+        return True
+
+    for key, value in raw.items():
+        meta = _META_KEYS.get(key) or _META_KEYS.get(key.lower())
+        if meta is None:
+            if not variable(key, value):
+                return None
+        elif meta == "vitals" or meta == "labs":
+            if value is None:
+                continue
+            if type(value) is not dict:
+                return None
+            for vkey, vvalue in value.items():
+                if not variable(vkey, vvalue):
+                    return None
+        elif meta == "patient_id":
+            if value is None:
+                continue
+            if type(value) is str and 0 < len(value) <= MAX_PATIENT_ID_CHARS:
+                patient_id = value
+            elif type(value) is int and abs(value) < _MAX_INT_ID:
+                patient_id = str(value)
+            else:
+                return None
+        elif meta == "notes":
+            if value is None:
+                continue
+            if type(value) is not str or len(value) > MAX_NOTES_CHARS:
+                return None
+            notes = value
+        elif meta == "patient_history":
+            parser = _Parser()
+            history = parser.parse_history(value, key)
+            if parser.errors:
+                return None
+        elif value is not None:  # units: conversions are for the general parser
+            return None
+    if not series:
+        return None
+    gender = scalars.get("Gender")
+    return HourlyPatient(
+        patient_id=patient_id,
+        hourly=series,
+        age=scalars.get("Age"),
+        gender=None if gender is None else int(gender),
+        iculos=scalars.get("ICULOS"),
+        hosp_adm_time=scalars.get("HospAdmTime"),
+        notes=notes,
+        history=history
+        if history is not None
+        else PatientHistory.model_construct(conditions=[], medications=[]),
+    )
+
+
 def parse_patient(raw: object, *, field_prefix: str = "") -> NormalizedPatient:
     """Validate and normalise one patient in either input form.
 
     Raises InvalidInput naming every bad field as a dotted path (e.g. `vitals.HR[2].ts`), with
     `field_prefix` prepended (`patients[3]` in a batch).
     """
+    if type(raw) is dict:
+        common = _parse_common(raw)
+        if common is not None:
+            return common.normalized()
+    return _parse_general(raw, field_prefix=field_prefix)
+
+
+def parse_patient_hourly(
+    raw: object, *, field_prefix: str = ""
+) -> HourlyPatient | NormalizedPatient:
+    """`parse_patient`, but a request of numbers and lists of numbers only (no time series,
+    no units: the common kind) comes back as an `HourlyPatient`, without `Observation`s.
+
+    Raises InvalidInput exactly as `parse_patient` does.
+    """
+    if type(raw) is dict:
+        common = _parse_common(raw)
+        if common is not None:
+            return common
+    return _parse_general(raw, field_prefix=field_prefix)
+
+
+def _parse_general(raw: object, *, field_prefix: str = "") -> NormalizedPatient:
+    """Every form and every error: the reference `_parse_common` must agree with."""
     if not isinstance(raw, dict):
         raise InvalidInput.for_fields(
             [
@@ -460,7 +731,7 @@ def parse_patient(raw: object, *, field_prefix: str = "") -> NormalizedPatient:
                 continue
             if isinstance(value, str) and 0 < len(value) <= MAX_PATIENT_ID_CHARS:
                 patient_id = value
-            elif type(value) is int:
+            elif type(value) is int and abs(value) < _MAX_INT_ID:
                 patient_id = str(value)
             else:
                 p.err(key, f"expected a string of 1 to {MAX_PATIENT_ID_CHARS} characters")
@@ -564,262 +835,3 @@ def batch_items(raw: object, *, max_items: int) -> Sequence[object]:
             details={"max_items": max_items, "items": len(patients)},
         )
     return patients
-
-
-# --------------------------------------------------------------------------------------------
-# OpenAPI: routes read the raw body themselves, so they document it with `openapi_extra`.
-
-FLAT_EXAMPLE: Final[Mapping[str, Any]] = {
-    "HR": 110,
-    "SBP": 95,
-    "DBP": 60,
-    "Temp": 38.5,
-    "Resp": 22,
-    "O2Sat": 94,
-    "WBC": 15.5,
-    "Lactate": 2.5,
-    "Creatinine": 1.8,
-    "Age": 65,
-    "Gender": 1,
-}
-"""The original deployment guide's `/classify` request (DESIGN §8)."""
-
-STRUCTURED_EXAMPLE: Final[Mapping[str, Any]] = {
-    "patient_id": "TEST001",
-    "vitals": {"HR": 118, "SBP": 88, "Temp": 38.9, "Lactate": 3.2, "WBC": 18.5},
-    "notes": "Patient appears lethargic, skin mottled on lower extremities",
-}
-"""The original deployment guide's `/genai-classify` request (DESIGN §8)."""
-
-SERIES_EXAMPLE: Final[Mapping[str, Any]] = {
-    "patient_id": "ICU-7-0042",
-    "vitals": {
-        "HR": [{"val": 118, "ts": "2026-02-07T18:30"}, {"val": 104, "ts": "2026-02-07T17:30"}],
-        "SpO2": [92, 94, 95],
-        "RR": 24,
-        "Temp": 101.8,
-        "Lactate": 3.1,
-        "GCS": 14,
-        "Age": 71,
-        "Gender": "female",
-    },
-    "units": {"Temp": "degF"},
-    "notes": "New confusion since this afternoon.",
-    "patient_history": {"conditions": ["type 2 diabetes"], "medications": ["metformin"]},
-}
-
-
-_POINT_SCHEMA: Final[Mapping[str, Any]] = {
-    "type": "object",
-    "required": ["val", "ts"],
-    "properties": {
-        "val": {
-            "type": ["number", "string"],
-            "description": "The value (a string only for ACVPU).",
-        },
-        "ts": {
-            "type": "string",
-            "format": "date-time",
-            "description": "ISO 8601; a time without offset is UTC.",
-        },
-    },
-    "additionalProperties": False,
-}
-
-
-def _value_schema(spec: VariableSpec) -> dict[str, Any]:
-    unit = f" ({spec.unit})" if spec.unit else ""
-    number: dict[str, Any] = {"type": "number", "minimum": spec.low, "maximum": spec.high}
-    if spec.name == "Consciousness":
-        number = {
-            "oneOf": [
-                {"type": "integer", "minimum": 0, "maximum": 4},
-                {"type": "string", "enum": ["A", "C", "V", "P", "U"]},
-            ]
-        }
-    aliases = f" Also accepted as: {', '.join(spec.aliases)}." if spec.aliases else ""
-    return {
-        "description": f"{spec.description}{unit}, accepted {spec.range_text}.{aliases}",
-        "oneOf": [
-            number,
-            {
-                "type": "array",
-                "description": "One value per hour, newest first.",
-                "items": number,
-                "minItems": 1,
-                "maxItems": MAX_POINTS_PER_VARIABLE,
-            },
-            {
-                "type": "array",
-                "description": "Time series in any order; sorted by `ts`.",
-                "items": _POINT_SCHEMA,
-                "minItems": 1,
-                "maxItems": MAX_POINTS_PER_VARIABLE,
-            },
-        ],
-    }
-
-
-def _demographic_schema(spec: VariableSpec) -> dict[str, Any]:
-    unit = f" ({spec.unit})" if spec.unit else ""
-    if spec.name == "Gender":
-        return {
-            "description": "Sex: 0 = female, 1 = male, or the words female/male (f/m).",
-            "oneOf": [
-                {"type": "integer", "enum": [0, 1]},
-                {"type": "string", "enum": ["female", "male", "f", "m"]},
-            ],
-        }
-    return {
-        "type": "number",
-        "minimum": spec.low,
-        "maximum": spec.high,
-        "description": f"{spec.description}{unit}.",
-    }
-
-
-def _meta_properties() -> dict[str, Any]:
-    return {
-        "patient_id": {
-            "type": "string",
-            "maxLength": MAX_PATIENT_ID_CHARS,
-            "description": "The client's identifier, echoed back; never logged.",
-        },
-        "notes": {
-            "type": "string",
-            "maxLength": MAX_NOTES_CHARS,
-            "description": "Free-text nursing notes (used by the GenAI pathway).",
-        },
-        "patient_history": {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {
-                "conditions": {"type": "array", "items": {"type": "string"}},
-                "medications": {"type": "array", "items": {"type": "string"}},
-            },
-        },
-        "units": {
-            "type": "object",
-            "description": (
-                "Units of values not sent in the canonical unit, by variable: Temp degF; "
-                "Lactate mg/dL; Creatinine, Bilirubin_total, Bilirubin_direct umol/L; "
-                "Glucose mmol/L; FiO2 %; Hgb g/L. An unknown unit is a 422."
-            ),
-            "additionalProperties": {"type": "string"},
-            "example": {"Temp": "degF", "Lactate": "mg/dL"},
-        },
-    }
-
-
-def _patient_schemas() -> tuple[dict[str, Any], dict[str, Any]]:
-    series = {n: _value_schema(VARIABLES[n]) for n in VARIABLES if n in SERIES_VARIABLES}
-    demo = {n: _demographic_schema(VARIABLES[n]) for n in DEMOGRAPHICS}
-    meta = _meta_properties()
-    flat = {
-        "title": "Flat patient",
-        "type": "object",
-        "description": (
-            "The original system's form: variables at the top level. Names are the PhysioNet "
-            "2019 ones (case-insensitive, common aliases accepted); units as listed."
-        ),
-        "properties": {**series, **demo, **meta},
-        "additionalProperties": False,
-    }
-    vitals = {
-        "type": "object",
-        "description": "Vital signs, labs and bedside inputs by name (and optionally the "
-        "demographics).",
-        "properties": {**series, **demo},
-        "additionalProperties": False,
-    }
-    structured = {
-        "title": "Structured patient",
-        "type": "object",
-        "required": ["vitals"],
-        "properties": {
-            **meta,
-            "vitals": vitals,
-            "labs": {
-                "type": "object",
-                "description": "Optional second map, e.g. for laboratory values; the same names "
-                "and value forms as `vitals`.",
-            },
-            **demo,
-        },
-        "additionalProperties": False,
-    }
-    return flat, structured
-
-
-def patient_schema() -> dict[str, Any]:
-    """JSON schema of one patient: a oneOf of the flat and the structured forms."""
-    flat, structured = _patient_schemas()
-    return {"oneOf": [flat, structured]}
-
-
-_EXAMPLES: Final[Mapping[str, Any]] = {
-    "flat": {"summary": "Flat form (original system)", "value": FLAT_EXAMPLE},
-    "structured": {"summary": "Structured form with notes", "value": STRUCTURED_EXAMPLE},
-    "series": {"summary": "Time series, lists, aliases and units", "value": SERIES_EXAMPLE},
-}
-
-
-def _fresh(doc: dict[str, Any]) -> dict[str, Any]:
-    # FastAPI merges openapi_extra into its document: hand out copies, never shared constants.
-    return copy.deepcopy(doc)
-
-
-def patient_request_openapi() -> dict[str, Any]:
-    """The `openapi_extra` of a single-patient route: its request body and examples."""
-    return _fresh(
-        {
-            "requestBody": {
-                "required": True,
-                "description": "One patient, in the flat or the structured form.",
-                "content": {
-                    "application/json": {
-                        "schema": patient_schema(),
-                        "examples": dict(_EXAMPLES),
-                    }
-                },
-            }
-        }
-    )
-
-
-def patient_batch_request_openapi(max_items: int) -> dict[str, Any]:
-    """The `openapi_extra` of a batch route: `{"patients": [...]}` of up to `max_items`."""
-    return _fresh(
-        {
-            "requestBody": {
-                "required": True,
-                "description": (
-                    f"Up to {max_items} patients, each in either form. A bad patient yields an "
-                    "error entry at its index; the others are still assessed."
-                ),
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "type": "object",
-                            "required": ["patients"],
-                            "properties": {
-                                "patients": {
-                                    "type": "array",
-                                    "minItems": 1,
-                                    "maxItems": max_items,
-                                    "items": patient_schema(),
-                                }
-                            },
-                            "additionalProperties": False,
-                        },
-                        "examples": {
-                            "mixed": {
-                                "summary": "Both forms in one batch",
-                                "value": {"patients": [FLAT_EXAMPLE, STRUCTURED_EXAMPLE]},
-                            }
-                        },
-                    }
-                },
-            }
-        }
-    )

@@ -1,0 +1,285 @@
+"""OpenAPI description of the patient request bodies (both forms) and their examples.
+
+The routes read the raw JSON body themselves (parsing is done by `sepsis_shared.patient`, which
+re-exports everything here), so they document the body with `openapi_extra`. The limits quoted
+in the schema are the parser's own.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any, Final
+
+from sepsis_shared.variables import DEMOGRAPHICS, SERIES_VARIABLES, VARIABLES, VariableSpec
+
+__all__ = [
+    "FLAT_EXAMPLE",
+    "SERIES_EXAMPLE",
+    "STRUCTURED_EXAMPLE",
+    "patient_batch_request_openapi",
+    "patient_request_openapi",
+    "patient_schema",
+]
+
+
+FLAT_EXAMPLE: Final[Mapping[str, Any]] = {
+    "HR": 110,
+    "SBP": 95,
+    "DBP": 60,
+    "Temp": 38.5,
+    "Resp": 22,
+    "O2Sat": 94,
+    "WBC": 15.5,
+    "Lactate": 2.5,
+    "Creatinine": 1.8,
+    "Age": 65,
+    "Gender": 1,
+}
+"""The original deployment guide's `/classify` request (DESIGN §8)."""
+
+STRUCTURED_EXAMPLE: Final[Mapping[str, Any]] = {
+    "patient_id": "TEST001",
+    "vitals": {"HR": 118, "SBP": 88, "Temp": 38.9, "Lactate": 3.2, "WBC": 18.5},
+    "notes": "Patient appears lethargic, skin mottled on lower extremities",
+}
+"""The original deployment guide's `/genai-classify` request (DESIGN §8)."""
+
+SERIES_EXAMPLE: Final[Mapping[str, Any]] = {
+    "patient_id": "ICU-7-0042",
+    "vitals": {
+        "HR": [{"val": 118, "ts": "2026-02-07T18:30"}, {"val": 104, "ts": "2026-02-07T17:30"}],
+        "SpO2": [92, 94, 95],
+        "RR": 24,
+        "Temp": 101.8,
+        "Lactate": 3.1,
+        "GCS": 14,
+        "Age": 71,
+        "Gender": "female",
+    },
+    "units": {"Temp": "degF"},
+    "notes": "New confusion since this afternoon.",
+    "patient_history": {"conditions": ["type 2 diabetes"], "medications": ["metformin"]},
+}
+
+
+_POINT_SCHEMA: Final[Mapping[str, Any]] = {
+    "type": "object",
+    "required": ["val", "ts"],
+    "properties": {
+        "val": {
+            "type": ["number", "string"],
+            "description": "The value (a string only for ACVPU).",
+        },
+        "ts": {
+            "type": "string",
+            "format": "date-time",
+            "description": "ISO 8601; a time without offset is UTC.",
+        },
+    },
+    "additionalProperties": False,
+}
+
+
+def _value_schema(spec: VariableSpec) -> dict[str, Any]:
+    # The parser's limits are read when a schema is built, not at import time: the parser
+    # module re-exports this one, so either may then be imported first.
+    from sepsis_shared.patient import MAX_POINTS_PER_VARIABLE
+
+    unit = f" ({spec.unit})" if spec.unit else ""
+    number: dict[str, Any] = {"type": "number", "minimum": spec.low, "maximum": spec.high}
+    if spec.name == "Consciousness":
+        number = {
+            "oneOf": [
+                {"type": "integer", "minimum": 0, "maximum": 4},
+                {"type": "string", "enum": ["A", "C", "V", "P", "U"]},
+            ]
+        }
+    aliases = f" Also accepted as: {', '.join(spec.aliases)}." if spec.aliases else ""
+    return {
+        "description": f"{spec.description}{unit}, accepted {spec.range_text}.{aliases}",
+        "oneOf": [
+            number,
+            {
+                "type": "array",
+                "description": "One value per hour, newest first.",
+                "items": number,
+                "minItems": 1,
+                "maxItems": MAX_POINTS_PER_VARIABLE,
+            },
+            {
+                "type": "array",
+                "description": "Time series in any order; sorted by `ts`.",
+                "items": _POINT_SCHEMA,
+                "minItems": 1,
+                "maxItems": MAX_POINTS_PER_VARIABLE,
+            },
+        ],
+    }
+
+
+def _demographic_schema(spec: VariableSpec) -> dict[str, Any]:
+    unit = f" ({spec.unit})" if spec.unit else ""
+    if spec.name == "Gender":
+        return {
+            "description": "Sex: 0 = female, 1 = male, or the words female/male (f/m).",
+            "oneOf": [
+                {"type": "integer", "enum": [0, 1]},
+                {"type": "string", "enum": ["female", "male", "f", "m"]},
+            ],
+        }
+    return {
+        "type": "number",
+        "minimum": spec.low,
+        "maximum": spec.high,
+        "description": f"{spec.description}{unit}.",
+    }
+
+
+def _meta_properties() -> dict[str, Any]:
+    from sepsis_shared.patient import MAX_NOTES_CHARS, MAX_PATIENT_ID_CHARS
+
+    return {
+        "patient_id": {
+            "type": "string",
+            "maxLength": MAX_PATIENT_ID_CHARS,
+            "description": "The client's identifier, echoed back; never logged.",
+        },
+        "notes": {
+            "type": "string",
+            "maxLength": MAX_NOTES_CHARS,
+            "description": "Free-text nursing notes (used by the GenAI pathway).",
+        },
+        "patient_history": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "conditions": {"type": "array", "items": {"type": "string"}},
+                "medications": {"type": "array", "items": {"type": "string"}},
+            },
+        },
+        "units": {
+            "type": "object",
+            "description": (
+                "Units of values not sent in the canonical unit, by variable: Temp degF; "
+                "Lactate mg/dL; Creatinine, Bilirubin_total, Bilirubin_direct umol/L; "
+                "Glucose mmol/L; FiO2 %; Hgb g/L. An unknown unit is a 422."
+            ),
+            "additionalProperties": {"type": "string"},
+            "example": {"Temp": "degF", "Lactate": "mg/dL"},
+        },
+    }
+
+
+def _patient_schemas() -> tuple[dict[str, Any], dict[str, Any]]:
+    series = {n: _value_schema(VARIABLES[n]) for n in VARIABLES if n in SERIES_VARIABLES}
+    demo = {n: _demographic_schema(VARIABLES[n]) for n in DEMOGRAPHICS}
+    meta = _meta_properties()
+    flat = {
+        "title": "Flat patient",
+        "type": "object",
+        "description": (
+            "The original system's form: variables at the top level. Names are the PhysioNet "
+            "2019 ones (case-insensitive, common aliases accepted); units as listed."
+        ),
+        "properties": {**series, **demo, **meta},
+        "additionalProperties": False,
+    }
+    vitals = {
+        "type": "object",
+        "description": "Vital signs, labs and bedside inputs by name (and optionally the "
+        "demographics).",
+        "properties": {**series, **demo},
+        "additionalProperties": False,
+    }
+    structured = {
+        "title": "Structured patient",
+        "type": "object",
+        "required": ["vitals"],
+        "properties": {
+            **meta,
+            "vitals": vitals,
+            "labs": {
+                "type": "object",
+                "description": "Optional second map, e.g. for laboratory values; the same names "
+                "and value forms as `vitals`.",
+            },
+            **demo,
+        },
+        "additionalProperties": False,
+    }
+    return flat, structured
+
+
+def patient_schema() -> dict[str, Any]:
+    """JSON schema of one patient: a oneOf of the flat and the structured forms."""
+    flat, structured = _patient_schemas()
+    return {"oneOf": [flat, structured]}
+
+
+_EXAMPLES: Final[Mapping[str, Any]] = {
+    "flat": {"summary": "Flat form (original system)", "value": FLAT_EXAMPLE},
+    "structured": {"summary": "Structured form with notes", "value": STRUCTURED_EXAMPLE},
+    "series": {"summary": "Time series, lists, aliases and units", "value": SERIES_EXAMPLE},
+}
+
+
+def _fresh(doc: dict[str, Any]) -> dict[str, Any]:
+    # FastAPI merges openapi_extra into its document: hand out copies, never shared constants.
+    return copy.deepcopy(doc)
+
+
+def patient_request_openapi() -> dict[str, Any]:
+    """The `openapi_extra` of a single-patient route: its request body and examples."""
+    return _fresh(
+        {
+            "requestBody": {
+                "required": True,
+                "description": "One patient, in the flat or the structured form.",
+                "content": {
+                    "application/json": {
+                        "schema": patient_schema(),
+                        "examples": dict(_EXAMPLES),
+                    }
+                },
+            }
+        }
+    )
+
+
+def patient_batch_request_openapi(max_items: int) -> dict[str, Any]:
+    """The `openapi_extra` of a batch route: `{"patients": [...]}` of up to `max_items`."""
+    return _fresh(
+        {
+            "requestBody": {
+                "required": True,
+                "description": (
+                    f"Up to {max_items} patients, each in either form. A bad patient yields an "
+                    "error entry at its index; the others are still assessed."
+                ),
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["patients"],
+                            "properties": {
+                                "patients": {
+                                    "type": "array",
+                                    "minItems": 1,
+                                    "maxItems": max_items,
+                                    "items": patient_schema(),
+                                }
+                            },
+                            "additionalProperties": False,
+                        },
+                        "examples": {
+                            "mixed": {
+                                "summary": "Both forms in one batch",
+                                "value": {"patients": [FLAT_EXAMPLE, STRUCTURED_EXAMPLE]},
+                            }
+                        },
+                    }
+                },
+            }
+        }
+    )

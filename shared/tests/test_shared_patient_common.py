@@ -1,0 +1,307 @@
+"""The common-request path of the patient parser agrees with the general parser.
+
+Requests of numbers and lists of numbers (no units, no time series) are parsed in one pass
+(`parse_patient_hourly` returns them as an `HourlyPatient`); everything else, and every error,
+goes through the general parser. These tests hold the two to the same answer: the same
+NormalizedPatient, or the same InvalidInput with the same field errors, over many generated
+requests (valid ones, and each one broken in one of many ways) and over real rows of set A.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sepsis_shared.errors import InvalidInput
+from sepsis_shared.patient import (
+    FLAT_EXAMPLE,
+    SERIES_EXAMPLE,
+    STRUCTURED_EXAMPLE,
+    HourlyPatient,
+    NormalizedPatient,
+    _parse_general,
+    parse_patient,
+    parse_patient_hourly,
+)
+from sepsis_shared.variables import (
+    BEDSIDE_VARIABLES,
+    BINARY_VARIABLES,
+    PHYSIONET_VARIABLES,
+    VARIABLES,
+)
+
+SET_A_FILE = (
+    Path(__file__).resolve().parents[3] / "shared" / "data" / "physionet2019" / "setA.parquet"
+)
+SERIES_NAMES = PHYSIONET_VARIABLES + BEDSIDE_VARIABLES
+
+Outcome = tuple[str, Any]
+
+
+def outcome(parse: Any, raw: object) -> Outcome:
+    try:
+        return ("patient", parse(raw, field_prefix="patients[7]"))
+    except InvalidInput as exc:
+        return ("error", (exc.message, exc.details))
+
+
+def normalized(parsed: HourlyPatient | NormalizedPatient) -> NormalizedPatient:
+    return parsed.normalized() if isinstance(parsed, HourlyPatient) else parsed
+
+
+def assert_same_everywhere(raw: object) -> Outcome:
+    """parse_patient and parse_patient_hourly agree with the general parser on `raw`."""
+    expected = outcome(_parse_general, raw)
+    got = outcome(parse_patient, raw)
+    hourly = outcome(parse_patient_hourly, raw)
+    assert got == expected
+    assert hourly[0] == expected[0]
+    if expected[0] == "patient":
+        assert normalized(hourly[1]) == expected[1]
+        for patient in (got[1], normalized(hourly[1])):
+            # equal values are not enough: 1 == 1.0, but the series hold floats only
+            for observations in patient.series.values():
+                assert all(type(o.value) is float for o in observations)
+                assert all(type(o.hours_ago) is float for o in observations)
+            for value in (patient.age, patient.iculos, patient.hosp_adm_time):
+                assert value is None or type(value) is float
+            assert patient.gender is None or type(patient.gender) is int
+    else:
+        assert hourly == expected
+    return hourly
+
+
+# ---- generated requests ---------------------------------------------------------------------
+
+
+def _value(rng: random.Random, name: str, *, numbers_only: bool = False) -> Any:
+    spec = VARIABLES[name]
+    if name in BINARY_VARIABLES and rng.random() < 0.3 and not numbers_only:
+        return rng.random() < 0.5
+    if name == "Consciousness" and rng.random() < 0.3 and not numbers_only:
+        return rng.choice(["A", "c", " V ", "pain", "U"])
+    roll = rng.random()
+    if roll < 0.15:  # a boundary of the accepted range
+        x = rng.choice([spec.low, spec.high])
+    elif spec.integer:
+        x = float(rng.randint(int(spec.low), int(spec.high)))
+    else:
+        x = round(rng.uniform(spec.low, spec.high), rng.choice([0, 1, 2, 4]))
+        x = min(max(x, spec.low), spec.high)  # rounding may step past a bound
+    if x == int(x) and rng.random() < 0.5:
+        return int(x)  # JSON integers arrive as int
+    return x
+
+
+def _variable(rng: random.Random, name: str) -> Any:
+    if name == "Consciousness" or (name in BINARY_VARIABLES and rng.random() < 0.5):
+        return _value(rng, name)
+    roll = rng.random()
+    if roll < 0.4:
+        return _value(rng, name)
+    if roll < 0.95:
+        # lists of flags or ACVPU letters are read by the general parser
+        return [_value(rng, name, numbers_only=True) for _ in range(rng.randint(1, 12))]
+    return None  # "not measured"
+
+
+def _spelling(rng: random.Random, name: str) -> str:
+    spelling = rng.choice((name, *VARIABLES[name].aliases))
+    return rng.choice([spelling, spelling.lower(), spelling.upper()])
+
+
+def valid_request(rng: random.Random) -> dict[str, Any]:
+    """A valid request of the common kind, in either form."""
+    names = rng.sample(SERIES_NAMES, rng.randint(1, 14))
+    spellings = [_spelling(rng, n) for n in names]
+    values = {key: _variable(rng, n) for key, n in zip(spellings, names, strict=True)}
+    if all(v is None for v in values.values()):
+        values[spellings[0]] = _value(rng, names[0])
+    demographics: dict[str, Any] = {}
+    if rng.random() < 0.8:
+        demographics[rng.choice(["Age", "age", "age_years"])] = _value(rng, "Age")
+    if rng.random() < 0.8:
+        demographics[rng.choice(["Gender", "sex"])] = rng.choice(
+            [0, 1, 0.0, 1.0, "female", "MALE", " f ", "m"]
+        )
+    if rng.random() < 0.3:
+        demographics["ICULOS"] = _value(rng, "ICULOS")
+    if rng.random() < 0.2:
+        demographics["HospAdmTime"] = _value(rng, "HospAdmTime")
+    meta: dict[str, Any] = {}
+    if rng.random() < 0.5:
+        meta["patient_id"] = rng.choice(["P-1", 42, "x" * 128, None])
+    if rng.random() < 0.3:
+        meta["notes"] = rng.choice(["Febrile, new confusion.", None, ""])
+    if rng.random() < 0.2:
+        meta["patient_history"] = rng.choice(
+            [None, {"conditions": ["COPD", " "], "medications": ["metformin"]}, {}]
+        )
+    if rng.random() < 0.1:
+        meta["units"] = None
+    if rng.random() < 0.1:
+        meta["Unit1"] = 1  # a challenge column that is accepted and ignored
+    if rng.random() < 0.5:
+        return {**meta, **values, **demographics}
+    vitals = dict(values)
+    structured: dict[str, Any] = {**meta, "vitals": vitals}
+    if rng.random() < 0.3:
+        moved = [k for k in vitals if rng.random() < 0.4]
+        structured["labs"] = {k: vitals.pop(k) for k in moved}
+    target = vitals if rng.random() < 0.5 else structured
+    target.update(demographics)
+    return dict(rng.sample(list(structured.items()), len(structured)))
+
+
+def _a_variable_key(raw: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
+    for holder in (raw, raw.get("vitals"), raw.get("labs")):
+        if isinstance(holder, dict):
+            for key in holder:
+                if key not in ("vitals", "labs", "patient_id", "notes", "patient_history"):
+                    return holder, key
+    return None
+
+
+BAD_VALUES: tuple[Any, ...] = (
+    -1,
+    1e9,
+    10**400,
+    math.nan,
+    math.inf,
+    -math.inf,
+    True,
+    "fast",
+    "",
+    [],
+    [80, None],
+    [80, "x"],
+    [80, math.nan],
+    [80, True],
+    [1e9, 80],
+    [{"val": 80, "ts": "2026-02-07T18:30"}],
+    [80, {"val": 80, "ts": "2026-02-07T18:30"}],
+    {"val": 80},
+    [0.5] * 2001,
+)
+
+
+def broken_request(rng: random.Random) -> dict[str, Any]:
+    """A common request broken (or made uncommon) in one way."""
+    raw = valid_request(rng)
+    found = _a_variable_key(raw)
+    kind = rng.randrange(9)
+    if kind <= 2 and found is not None:
+        holder, key = found
+        holder[key] = rng.choice(BAD_VALUES)
+    elif kind == 3:
+        raw["HR"] = 80
+        raw["heart_rate"] = 81
+    elif kind == 4:
+        raw[rng.choice(["Mystery", "hr2"])] = 1
+    elif kind == 5:
+        raw["units"] = rng.choice([{"Temp": "degF"}, {"Temp": "kelvin"}, "F", {"HR": 3}])
+        raw.setdefault("Temp", 100.4)
+    elif kind == 6:
+        raw[rng.choice(["Gender", "Age", "ICULOS"])] = rng.choice(
+            [2, -1, "other", [60], True, None, 1e6, math.nan]
+        )
+    elif kind == 7:
+        raw[rng.choice(["patient_id", "notes", "patient_history", "vitals", "labs"])] = rng.choice(
+            [123.5, "", "n" * 20_001, ["x"], {"conditions": "COPD"}, 7, 10**200]
+        )
+    else:
+        raw["GCS"] = rng.choice([14.5, [15, 14.2], 2, 16, "15"])
+    return raw
+
+
+def test_generated_common_requests_take_the_common_path_with_the_same_result() -> None:
+    rng = random.Random(2019)
+    for _ in range(3000):
+        raw = valid_request(rng)
+        kind, parsed = assert_same_everywhere(raw)
+        assert kind == "patient", raw
+        assert isinstance(parsed, HourlyPatient), raw
+
+
+def test_generated_broken_requests_give_the_same_errors_or_patients() -> None:
+    rng = random.Random(7)
+    kinds: dict[str, int] = {"patient": 0, "error": 0}
+    for _ in range(3000):
+        kind, _ = assert_same_everywhere(broken_request(rng))
+        kinds[kind] += 1
+    # both branches are exercised, or the comparison proves little
+    assert kinds["patient"] > 150
+    assert kinds["error"] > 1000
+
+
+@pytest.mark.parametrize("example", [FLAT_EXAMPLE, STRUCTURED_EXAMPLE, SERIES_EXAMPLE])
+def test_the_documented_examples(example: dict[str, Any]) -> None:
+    assert_same_everywhere(dict(example))
+
+
+def test_hourly_values_are_newest_first_and_normalise_to_hours_ago() -> None:
+    parsed = parse_patient_hourly({"vitals": {"HR": [110, 100.5, 90], "Temp": 38}, "Age": 70})
+    assert isinstance(parsed, HourlyPatient)
+    assert parsed.hourly == {"HR": (110.0, 100.5, 90.0), "Temp": (38.0,)}
+    p = parsed.normalized()
+    assert [tuple(o) for o in p.observations("HR")] == [(90.0, 2.0), (100.5, 1.0), (110.0, 0.0)]
+    assert p.latest("Temp") == 38.0
+    assert p.age == 70.0
+
+
+def test_uncommon_requests_come_back_normalised() -> None:
+    for raw in (
+        dict(SERIES_EXAMPLE),
+        {"Temp": 100.4, "units": {"Temp": "degF"}},
+        {"SupplementalO2": [True, False], "HR": 80},
+        {"Consciousness": ["A", "V"]},
+    ):
+        assert isinstance(parse_patient_hourly(raw), NormalizedPatient)
+
+
+def test_an_integer_beyond_any_float_is_a_range_error_not_a_crash() -> None:
+    for raw in ({"HR": 10**400}, {"HR": [80, -(10**400)]}, {"HR": 80, "Age": 10**400}):
+        with pytest.raises(InvalidInput) as info:
+            parse_patient(raw, field_prefix="patients[1]")
+        (detail,) = info.value.details
+        assert detail["field"].startswith("patients[1].")
+        assert "outside the accepted range" in detail["message"]
+    with pytest.raises(InvalidInput) as info:
+        parse_patient({"HR": 80, "patient_id": 10**200})
+    assert [d["field"] for d in info.value.details] == ["patient_id"]
+
+
+# ---- real rows ------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not SET_A_FILE.is_file(), reason="set A is not available here")
+def test_real_rows_of_set_a_parse_the_same_both_ways() -> None:
+    pd = pytest.importorskip("pandas")
+    columns = list(PHYSIONET_VARIABLES)
+    frame = pd.read_parquet(SET_A_FILE, columns=["patient_id", *columns, "Age", "Gender"])
+    stay = frame["patient_id"].to_numpy()
+    values = frame[columns].to_numpy()
+    age, gender = frame["Age"].to_numpy(), frame["Gender"].to_numpy()
+    rng = random.Random(11)
+    kinds: dict[str, int] = {"hourly": 0, "error": 0}
+    for end in rng.sample(range(len(frame)), 400):
+        # the scored hour and up to 5 hours before it, of the same stay; newest first
+        rows = [r for r in range(end, max(-1, end - 6), -1) if stay[r] == stay[end]]
+        raw: dict[str, Any] = {"Age": float(age[end]), "Gender": int(gender[end])}
+        for j, name in enumerate(columns):
+            sent = [float(v) for v in values[rows, j] if not math.isnan(v)]
+            if sent:
+                raw[name] = sent if len(sent) > 1 and rng.random() < 0.7 else sent[0]
+        kind, parsed = assert_same_everywhere(raw)
+        if kind == "error":
+            kinds["error"] += 1
+        else:
+            assert isinstance(parsed, HourlyPatient)
+            kinds["hourly"] += 1
+    # mostly valid; the few recording artefacts of set A (e.g. FiO2 0) are errors both ways
+    assert kinds["hourly"] > 300
+    assert kinds["error"] < 100
