@@ -14,6 +14,7 @@ from sepsis_shared.metrics import (
     BUCKETS,
     UNMATCHED,
     LatencyHistogram,
+    LatencySummary,
     RouteMetrics,
     RouteMetricsMiddleware,
     RouteStats,
@@ -60,6 +61,8 @@ def test_summary_reports_rounded_milliseconds_and_nothing_when_empty() -> None:
     assert p95 is not None
     assert p99 is not None
     assert 1.0 <= p50 <= p95 <= p99 <= 4.0
+    assert LatencySummary.model_validate(summary).model_dump() == summary
+    assert LatencySummary.model_validate(LatencyHistogram().summary()).max is None
 
 
 def test_memory_is_fixed_whatever_the_traffic() -> None:

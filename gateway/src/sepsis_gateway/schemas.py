@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from sepsis_shared.metrics import LatencySummary
+
 
 class Endpoint(BaseModel):
     path: str
@@ -69,24 +71,6 @@ class Health(BaseModel):
     }
 
 
-class LatencySummary(BaseModel):
-    p50: float | None
-    p95: float | None
-    p99: float | None
-    mean: float | None
-    max: float | None
-
-
-class RouteFigures(BaseModel):
-    count: int
-    errors: int
-    client_errors_4xx: int
-    server_errors_5xx: int
-    error_rate: float
-    server_error_rate: float
-    latency_ms: LatencySummary
-
-
 class Totals(BaseModel):
     count: int
     errors: int
@@ -94,6 +78,10 @@ class Totals(BaseModel):
     server_errors_5xx: int
     error_rate: float
     server_error_rate: float
+
+
+class RouteFigures(Totals):
+    latency_ms: LatencySummary
 
 
 class Performance(BaseModel):

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import re
 import string
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -86,10 +86,10 @@ def _union(patterns: Iterable[str]) -> str:
     return "|".join(f"(?:{_ungrouped(p)})" for p in patterns)
 
 
-def _closing(pattern: str, i: int) -> int:
-    """Index of the parenthesis closing the group opened at `i`."""
-    depth = 0
-    j = i
+def _structure(pattern: str, start: int = 0) -> Iterator[tuple[int, str]]:
+    """Index and character of each parenthesis and `|` of a pattern from `start`, stepping
+    over escaped characters and character classes."""
+    j = start
     while j < len(pattern):
         ch = pattern[j]
         if ch == "\\":
@@ -97,34 +97,36 @@ def _closing(pattern: str, i: int) -> int:
             continue
         if ch == "[":
             j = pattern.index("]", j + 1)
-        elif ch == "(":
+        elif ch in "()|":
+            yield j, ch
+        j += 1
+
+
+def _closing(pattern: str, i: int) -> int:
+    """Index of the parenthesis closing the group opened at `i`."""
+    depth = 0
+    for j, ch in _structure(pattern, i):
+        if ch == "(":
             depth += 1
         elif ch == ")":
             depth -= 1
             if depth == 0:
                 return j
-        j += 1
     raise ValueError("unbalanced pattern")
 
 
 def _split_top(body: str) -> list[str]:
+    """The alternatives of a pattern body, split at its top-level `|`."""
     parts: list[str] = []
-    depth, start, j = 0, 0, 0
-    while j < len(body):
-        ch = body[j]
-        if ch == "\\":
-            j += 2
-            continue
-        if ch == "[":
-            j = body.index("]", j + 1)
-        elif ch == "(":
+    depth = start = 0
+    for j, ch in _structure(body):
+        if ch == "(":
             depth += 1
         elif ch == ")":
             depth -= 1
-        elif ch == "|" and depth == 0:
+        elif depth == 0:
             parts.append(body[start:j])
             start = j + 1
-        j += 1
     parts.append(body[start:])
     return parts
 

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from sepsis_ml.mlconfig import MLConfig
 from sepsis_shared.assessment import AssessmentCore, ModelInfo
+from sepsis_shared.metrics import LatencySummary
 
 
 class MLAssessment(AssessmentCore):
@@ -106,21 +107,13 @@ class ReloadResult(BaseModel):
     current: ConfigView
 
 
-class LatencyFigures(BaseModel):
-    p50: float | None
-    p95: float | None
-    p99: float | None
-    mean: float | None
-    max: float | None
-
-
 class RouteFigures(BaseModel):
     count: int
     errors: int
     client_errors: int
     server_errors: int
     error_rate: float
-    latency_ms: LatencyFigures
+    latency_ms: LatencySummary
 
 
 class InferenceFigures(BaseModel):

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from pydantic import BaseModel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 UNMATCHED: Final = "(unmatched)"
@@ -93,11 +94,22 @@ class LatencyHistogram:
         return self.max_ms
 
     def summary(self) -> dict[str, float | None]:
-        """p50, p95, p99, mean and max in milliseconds, rounded for display (None if empty)."""
+        """p50, p95, p99, mean and max in milliseconds, rounded for display (None if empty);
+        the shape of `LatencySummary`."""
         out = {f"p{q}": _rounded(self.percentile(q)) for q in PERCENTILES}
         out["mean"] = _rounded(self.total_ms / self.count) if self.count else None
         out["max"] = _rounded(self.max_ms) if self.count else None
         return out
+
+
+class LatencySummary(BaseModel):
+    """Latency percentiles, mean and maximum in milliseconds (null before any request)."""
+
+    p50: float | None
+    p95: float | None
+    p99: float | None
+    mean: float | None
+    max: float | None
 
 
 class RouteStats:
