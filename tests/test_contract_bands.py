@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from sepsis_genai.guardrail_config import RiskBands, load_guardrail_config
+from sepsis_genai.offline import priority_for_risk as offline_priority
 from sepsis_ml.mlconfig import Bands, load_config
 from sepsis_shared.assessment import Priority
 
@@ -45,3 +46,10 @@ def test_every_risk_score_gets_the_same_priority_on_both_pathways(
         assert guardrail_priority(guardrail_bands, risk) is priority, risk
         seen.add(priority)
     assert seen == set(Priority), "each priority of the contract is reachable"
+
+
+def test_the_offline_genai_assessment_reads_risk_the_same_way(ml_bands: Bands) -> None:
+    # The offline provider maps its own summed risk to a priority; it must agree with the bands.
+    for tenths in range(0, 1001, 5):
+        risk = tenths // 10
+        assert offline_priority(risk) is ml_bands.priority_for(risk), risk

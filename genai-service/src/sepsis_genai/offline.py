@@ -32,10 +32,10 @@ OFFLINE_MODEL_NAME: Final = "sepsis-genai-offline-rules"
 OFFLINE_RULES_VERSION: Final = "1"
 
 BASE_RISK: Final = 3
-# priority bands of the summed risk
-CRITICAL_FROM: Final = 70
-URGENT_FROM: Final = 45
-ELEVATED_FROM: Final = 20
+# priority bands of the summed risk: the same as both configs (tests/test_contract_bands.py)
+CRITICAL_FROM: Final = 75
+URGENT_FROM: Final = 50
+ELEVATED_FROM: Final = 25
 
 QSOFA_POINTS: Final[Mapping[int, int]] = {0: 0, 1: 8, 2: 25, 3: 35}
 SIRS_POINTS: Final[Mapping[int, int]] = {0: 0, 1: 2, 2: 10, 3: 14, 4: 18}
@@ -72,7 +72,7 @@ class _Criterion:
     words: str
 
 
-def _priority(risk: int) -> Priority:
+def priority_for_risk(risk: int) -> Priority:
     if risk >= CRITICAL_FROM:
         return Priority.CRITICAL
     if risk >= URGENT_FROM:
@@ -178,7 +178,7 @@ def offline_assessment(
     """The deterministic assessment of one patient (same shape as an LLM answer)."""
     criteria = _criteria(patient, scores, trends, findings)
     risk = min(99, BASE_RISK + sum(c.points for c in criteria))
-    priority = _priority(risk)
+    priority = priority_for_risk(risk)
     actions = list(_ACTIONS[priority])
     missing = missing_inputs(patient)
     if "Lactate" in missing and priority.rank >= Priority.ELEVATED.rank:
