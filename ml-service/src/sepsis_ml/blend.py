@@ -11,7 +11,7 @@ agree. `drivers` says in a few words what moved the assessment. Nothing here kno
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Final
@@ -19,7 +19,7 @@ from typing import Final
 from sepsis_ml.features import WINDOW_HOURS
 from sepsis_ml.mlconfig import BlendPlan, ScoreName, SepticShockRule
 from sepsis_shared.assessment import Priority
-from sepsis_shared.patient import NormalizedPatient
+from sepsis_shared.patient import NormalizedPatient, Observation
 from sepsis_shared.scores import ClinicalScores, ScoreResult
 
 RULE_SEPTIC_SHOCK: Final = "septic_shock_criteria"
@@ -28,6 +28,30 @@ RULE_BAND: Final = "risk_score_band"
 
 MAX_DRIVERS: Final = 5
 MIN_DRIVERS: Final = 3
+
+# How much each kind of driver sentence weighs when they are ranked (most important first).
+# Sentences weighing at least WEIGHT_WORTH_SAYING are said (up to MAX_DRIVERS); below
+# MIN_DRIVERS of them, the heaviest MIN_DRIVERS are said anyway.
+WEIGHT_WORTH_SAYING: Final = 10.0
+WEIGHT_SHOCK: Final = 100.0
+WEIGHT_LACTATE: Final = 75.0
+"""Plus the lactate bound reached (2 or 4 mmol/L)."""
+WEIGHT_MODEL_ALERT: Final = 90.0
+WEIGHT_MODEL_BELOW: Final = 5.0
+WEIGHT_MODEL_PER_COMPONENT: Final = 40.0
+"""Below the alert threshold: WEIGHT_MODEL_BELOW + this x the model component (0-1)."""
+WEIGHT_FLOOR: Final = 80.0
+WEIGHT_FLOOR_PER_RANK: Final = 3.0
+"""A score whose floor fired: WEIGHT_FLOOR + this x the floor's priority rank."""
+WEIGHT_SCORE: Final = 20.0
+WEIGHT_SCORE_PER_SHARE: Final = 20.0
+"""A non-zero score below its floors: WEIGHT_SCORE + this x min(1, score / lowest floor)."""
+WEIGHT_SCORE_ZERO: Final = 1.0
+WEIGHT_SCORE_ZERO_STEP: Final = 0.1
+WEIGHT_TREND: Final = 60.0
+WEIGHT_TREND_PER_BOUND: Final = 10.0
+WEIGHT_TREND_MAX_BOUNDS: Final = 3.0
+"""A trend: WEIGHT_TREND + this x min(WEIGHT_TREND_MAX_BOUNDS, change / its bound)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -199,6 +223,8 @@ _COMPONENT_VARIABLES: Final[Mapping[str, str]] = {
     "renal": "Creatinine",
     "cardiovascular": "MAP",
 }
+DRIVER_SCORE_ORDER: Final = (ScoreName.qsofa, ScoreName.news2, ScoreName.sirs, ScoreName.sofa)
+"""The order score sentences are offered in (it breaks ties between equal weights)."""
 _SCORE_TITLES: Final[Mapping[ScoreName, str]] = {
     ScoreName.qsofa: "qSOFA",
     ScoreName.sirs: "SIRS",
@@ -215,7 +241,7 @@ LACTATE_VERY_HIGH: Final = 4.0
 # Changes over the model's look-back window worth naming: this project's choice of a clearly
 # noticeable change per vital, not a published threshold. They only pick driver sentences and
 # never set a priority.
-_TRENDS: Final[tuple[tuple[str, float, str], ...]] = (
+TRENDS: Final[tuple[tuple[str, float, str], ...]] = (
     ("SBP", -20.0, "mmHg"),
     ("MAP", -10.0, "mmHg"),
     ("HR", 20.0, "beats/min"),
@@ -224,6 +250,8 @@ _TRENDS: Final[tuple[tuple[str, float, str], ...]] = (
     ("Lactate", 1.0, "mmol/L"),
     ("O2Sat", -4.0, "%"),
 )
+"""(variable, the change worth naming with its sign, unit)."""
+TREND_VARIABLES: Final = tuple(name for name, _, _ in TRENDS)
 
 
 def _num(x: float) -> str:
@@ -243,55 +271,81 @@ def _label(name: str) -> str:
     return _LABELS.get(name, name)
 
 
-def _component_text(patient: NormalizedPatient, key: str) -> str:
+Latest = Callable[[str], float | None]
+"""The newest value of a variable, None when it was not sent."""
+
+
+def _component_text(latest: Latest, key: str) -> str:
     name = _COMPONENT_VARIABLES.get(key)
-    value = patient.latest(name) if name is not None else None
+    value = latest(name) if name is not None else None
     if name is not None and value is not None:
         return f"{_label(name)} {_num(value)}"
     return key.replace("_", " ")
 
 
-def _score_sentence(patient: NormalizedPatient, name: ScoreName, result: ScoreResult) -> str:
+def score_sentence(
+    latest: Latest,
+    name: ScoreName,
+    score: int,
+    max_score: int,
+    components: Mapping[str, int | None],
+) -> str:
+    """A score and its (up to 3) heaviest components, with the values behind them."""
     scored = sorted(
-        ((pts, key) for key, pts in result.components.items() if pts),
+        ((pts, key) for key, pts in components.items() if pts),
         key=lambda item: -item[0],
     )
-    parts = [_component_text(patient, key) for _, key in scored[:3]]
-    text = f"{_SCORE_TITLES[name]} {result.score}/{result.max_score}"
+    parts = [_component_text(latest, key) for _, key in scored[:3]]
+    text = f"{_SCORE_TITLES[name]} {score}/{max_score}"
     return f"{text}: {', '.join(parts)}" if parts else text
 
 
-def _trend_sentence(name: str, change: float, unit: str, span: float) -> str:
+def _score_sentence(patient: NormalizedPatient, name: ScoreName, result: ScoreResult) -> str:
+    return score_sentence(patient.latest, name, result.score, result.max_score, result.components)
+
+
+def trend_sentence(name: str, change: float, unit: str, span: float) -> str:
+    """A change over the look-back window in words."""
     verb = "rose" if change > 0 else "fell"
     return f"{_label(name)} {verb} {_num(abs(change))} {unit} over {_num(span)} h"
+
+
+def window_trend(observations: Sequence[Observation]) -> tuple[float, float] | None:
+    """(change, span in hours) from the oldest observation inside the model's look-back window
+    to the newest one; None with fewer than two."""
+    if len(observations) < 2:
+        return None
+    last = observations[-1]
+    first = None
+    for o in observations:
+        if o.hours_ago < WINDOW_HOURS:
+            first = o
+            break
+    if first is None or first is last:
+        return None
+    return last.value - first.value, first.hours_ago - last.hours_ago
 
 
 def _trend_sentences(patient: NormalizedPatient) -> list[tuple[float, Callable[[], str]]]:
     out: list[tuple[float, Callable[[], str]]] = []
     series = patient.series
-    for name, threshold, unit in _TRENDS:
-        observations = series.get(name)
-        if observations is None or len(observations) < 2:
+    for name, threshold, unit in TRENDS:
+        trend = window_trend(series.get(name, ()))
+        if trend is None:
             continue
-        last = observations[-1]
-        first = None
-        for o in observations:
-            if o.hours_ago < WINDOW_HOURS:
-                first = o
-                break
-        if first is None or first is last:
-            continue
-        span = first.hours_ago - last.hours_ago
-        change = last.value - first.value
+        change, span = trend
         # Only a change in the worrying direction, at least as large as the bound.
         if span <= 0 or change * threshold <= 0 or abs(change) < abs(threshold):
             continue
-        weight = 60.0 + 10.0 * min(3.0, abs(change) / abs(threshold))
-        out.append((weight, partial(_trend_sentence, name, change, unit, span)))
+        weight = WEIGHT_TREND + WEIGHT_TREND_PER_BOUND * min(
+            WEIGHT_TREND_MAX_BOUNDS, abs(change) / abs(threshold)
+        )
+        out.append((weight, partial(trend_sentence, name, change, unit, span)))
     return out
 
 
-def _shock_sentence(shock: ShockFacts, rule: SepticShockRule) -> str:
+def shock_sentence(shock: ShockFacts, rule: SepticShockRule) -> str:
+    """The septic-shock criteria met, with the values that met them."""
     if shock.map_mmhg is not None and shock.map_mmhg < rule.map_below_mmhg:
         how = "estimated from SBP/DBP " if shock.map_estimated else ""
         circulation = f"MAP {_num(round(shock.map_mmhg))} mmHg {how}(< {_num(rule.map_below_mmhg)})"
@@ -303,11 +357,18 @@ def _shock_sentence(shock: ShockFacts, rule: SepticShockRule) -> str:
     )
 
 
-def _lactate_sentence(lactate: float, bound: float) -> str:
+def lactate_bound(lactate: float) -> float:
+    """The lactate bound reached (call only at LACTATE_HIGH or above)."""
+    return LACTATE_VERY_HIGH if lactate >= LACTATE_VERY_HIGH else LACTATE_HIGH
+
+
+def lactate_sentence(lactate: float, bound: float) -> str:
+    """A raised lactate and the bound it reached."""
     return f"Lactate {_num(lactate)} mmol/L (>= {_num(bound)})"
 
 
-def _model_sentence(probability: float, alert_threshold: float, alert: bool) -> str:
+def model_sentence(probability: float, alert_threshold: float, alert: bool) -> str:
+    """The model's probability against the alert threshold."""
     comparison = "at or above" if alert else "below"
     return (
         f"Model probability {_pct(probability)}, {comparison} the alert threshold "
@@ -329,24 +390,21 @@ def drivers(
     # (weight, sentence maker): only the sentences chosen are ever formatted.
     candidates: list[tuple[float, Callable[[], str]]] = []
     if result.septic_shock:
-        candidates.append((100.0, partial(_shock_sentence, shock, plan.shock)))
+        candidates.append((WEIGHT_SHOCK, partial(shock_sentence, shock, plan.shock)))
     elif shock.lactate is not None and shock.lactate >= LACTATE_HIGH:
-        bound = LACTATE_VERY_HIGH if shock.lactate >= LACTATE_VERY_HIGH else LACTATE_HIGH
-        candidates.append((75.0 + bound, partial(_lactate_sentence, shock.lactate, bound)))
+        bound = lactate_bound(shock.lactate)
+        candidates.append((WEIGHT_LACTATE + bound, partial(lactate_sentence, shock.lactate, bound)))
     candidates.append(
         (
-            90.0 if result.model_alert else 5.0 + 40.0 * result.model_component,
-            partial(_model_sentence, probability, alert_threshold, result.model_alert),
+            WEIGHT_MODEL_ALERT
+            if result.model_alert
+            else WEIGHT_MODEL_BELOW + WEIGHT_MODEL_PER_COMPONENT * result.model_component,
+            partial(model_sentence, probability, alert_threshold, result.model_alert),
         )
     )
 
-    ordered: tuple[tuple[ScoreName, ScoreResult], ...] = (
-        (ScoreName.qsofa, scores.qsofa),
-        (ScoreName.news2, scores.news2),
-        (ScoreName.sirs, scores.sirs),
-        (ScoreName.sofa, scores.sofa),
-    )
-    for order, (name, score) in enumerate(ordered):
+    for order, name in enumerate(DRIVER_SCORE_ORDER):
+        score: ScoreResult = getattr(scores, name.value)
         value = score.score
         fired_rank = -1
         lowest: int | None = None
@@ -356,17 +414,17 @@ def drivers(
                 if value >= floor.at_least:
                     fired_rank = max(fired_rank, floor.rank)
         if fired_rank >= 0:
-            weight = 80.0 + 3.0 * fired_rank - order
+            weight = WEIGHT_FLOOR + WEIGHT_FLOOR_PER_RANK * fired_rank - order
         elif value > 0:
             ratio = value / (lowest if lowest is not None else score.max_score)
-            weight = 20.0 + 20.0 * min(1.0, ratio) - order
+            weight = WEIGHT_SCORE + WEIGHT_SCORE_PER_SHARE * min(1.0, ratio) - order
         else:
-            weight = 1.0 - 0.1 * order
+            weight = WEIGHT_SCORE_ZERO - WEIGHT_SCORE_ZERO_STEP * order
         candidates.append((weight, partial(_score_sentence, patient, name, score)))
 
     candidates.extend(_trend_sentences(patient))
     candidates.sort(key=lambda item: -item[0])
-    chosen = [make for weight, make in candidates if weight >= 10.0][:MAX_DRIVERS]
+    chosen = [make for weight, make in candidates if weight >= WEIGHT_WORTH_SAYING][:MAX_DRIVERS]
     if len(chosen) < MIN_DRIVERS:
         chosen = [make for _, make in candidates][:MIN_DRIVERS]
     return [make() for make in chosen]

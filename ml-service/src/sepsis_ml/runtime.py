@@ -2,8 +2,11 @@
 
 Everything CPU-bound for a request (JSON decoding, input parsing, features, the ONNX call,
 clinical scores, the blend, JSON encoding) runs in one hop on a thread pool sized to the
-cores, never on the event loop. A batch makes one vectorised model call for all its valid
-patients; a patient that fails validation becomes an error entry at its index.
+cores, never on the event loop. A single patient goes through the per-patient functions
+(`assessment`). A batch goes through their vectorised twins, column-wise over all its valid
+patients (`batch_inputs`, `batch_scores`, `batch_blend`) with one model call, and gives each
+patient exactly what `assessment` gives it; only the response dicts and the driver sentences
+are built per patient. A patient that fails validation becomes an error entry at its index.
 """
 
 from __future__ import annotations
@@ -16,22 +19,39 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any, ParamSpec, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, Final, ParamSpec, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 import pydantic_core
 
-from sepsis_ml.blend import blend, drivers, score_values, shock_facts
+from sepsis_ml.batch_blend import (
+    PRIORITY_BY_RANK,
+    BatchBlend,
+    DriverChoice,
+    batch_blend,
+    choose_drivers,
+    driver_sentences,
+)
+from sepsis_ml.batch_inputs import COLUMN, Patient, batch_inputs
+from sepsis_ml.batch_scores import ScoreCache, ScoreMismatch, batch_scores
+from sepsis_ml.blend import DRIVER_SCORE_ORDER, blend, drivers, score_values, shock_facts
 from sepsis_ml.config import MLSettings
-from sepsis_ml.features import features_for_windows, window_from_patient
+from sepsis_ml.features import features_for_windows, features_from_arrays, window_from_patient
 from sepsis_ml.metrics import InferenceStats, ServiceMetrics
 from sepsis_ml.mlconfig import ConfigStore, LoadedConfig
 from sepsis_ml.model import SepsisModel
-from sepsis_shared.assessment import Priority, alert_for, missing_inputs
+from sepsis_shared.assessment import KEY_INPUTS, Priority, alert_for, missing_inputs
 from sepsis_shared.errors import FieldError, InvalidInput, ServiceError
-from sepsis_shared.patient import FLAT_EXAMPLE, NormalizedPatient, batch_items, parse_patient
+from sepsis_shared.patient import (
+    FLAT_EXAMPLE,
+    HourlyPatient,
+    NormalizedPatient,
+    batch_items,
+    parse_patient,
+    parse_patient_hourly,
+)
 from sepsis_shared.scores import clinical_scores
 
 logger = logging.getLogger("sepsis_ml.runtime")
@@ -90,6 +110,8 @@ class ServiceState:
     configs: ConfigStore
     runtime: InferenceRuntime
     metrics: ServiceMetrics
+    scores: ScoreCache = field(default_factory=ScoreCache)
+    """Score results by key, for the batch path."""
 
     @property
     def model_info(self) -> dict[str, str]:
@@ -209,33 +231,25 @@ def score_batch(
     items: Sequence[object] = batch_items(decode_json(body), max_items=state.settings.max_batch)
     loaded = state.configs.current
     results: list[dict[str, Any] | None] = [None] * len(items)
-    patients: list[tuple[int, NormalizedPatient]] = []
-    windows = []
+    patients: list[Patient] = []
+    indices: list[int] = []
     for index, item in enumerate(items):
         try:
-            patient = parse_patient(item, field_prefix=f"patients[{index}]")
-            window = window_from_patient(patient)
+            patients.append(parse_patient_hourly(item, field_prefix=f"patients[{index}]"))
         except InvalidInput as exc:
             results[index] = _item_error(index, exc)
             continue
-        patients.append((index, patient))
-        windows.append(window)
-
-    probabilities: list[float] = []
-    if windows:
-        probabilities = state.runtime.predict(features_for_windows(windows)).tolist()
-    for (index, patient), probability in zip(patients, probabilities, strict=True):
-        try:
-            entry = assessment(state, loaded, patient, probability, request_id)
-        except Exception:
-            # One patient that trips a defect must not fail the others; the log has the trace.
-            logger.exception("assessment failed for one batch item", extra={"index": index})
-            results[index] = _item_error(
-                index, ServiceError("Internal error assessing this patient; see the server log.")
-            )
-            continue
-        entry["index"] = index
-        results[index] = entry
+        indices.append(index)
+    if patients:
+        assessments = assess_batch(
+            state, loaded, patients, predict=state.runtime.predict, request_id=request_id
+        )
+        for index, entry in zip(indices, assessments, strict=True):
+            if isinstance(entry, ServiceError):
+                results[index] = _item_error(index, entry)
+            else:
+                entry["index"] = index
+                results[index] = entry
 
     elapsed = _elapsed_ms(started)
     errors = 0
@@ -257,6 +271,177 @@ def score_batch(
     )
 
 
+def _normalized(patient: Patient) -> NormalizedPatient:
+    return patient.normalized() if isinstance(patient, HourlyPatient) else patient
+
+
+_PRESENCE: Final = tuple(dict.fromkeys((*KEY_INPUTS, "SBP", "DBP")))
+"""The variables `missing_inputs` looks at."""
+
+
+def assess_batch(
+    state: ServiceState,
+    loaded: LoadedConfig,
+    patients: Sequence[Patient],
+    *,
+    predict: Callable[[npt.NDArray[np.float32]], FloatArray],
+    request_id: str | None,
+) -> list[dict[str, Any] | ServiceError]:
+    """`assessment` of every patient (processing_time_ms still 0), vectorised; a patient whose
+    assessment fails gets a ServiceError in its place, the others are unaffected."""
+    plan = loaded.plan
+    threshold = state.alert_threshold(loaded)
+    inputs = batch_inputs(patients)
+    probabilities = predict(
+        features_from_arrays(inputs.windows, inputs.age, inputs.gender, inputs.iculos)
+    )
+    scores = batch_scores(inputs.latest, inputs.urine_points)
+    result = batch_blend(
+        probability=probabilities,
+        totals=scores.totals,
+        latest=inputs.latest,
+        plan=plan,
+        alert_threshold=threshold,
+    )
+    choice = choose_drivers(
+        result=result,
+        totals=scores.totals,
+        trend_change=inputs.trend_change,
+        trend_span=inputs.trend_span,
+        plan=plan,
+    )
+    presence = np.packbits(
+        ~np.isnan(inputs.latest[:, [COLUMN[name] for name in _PRESENCE]]), axis=1
+    )
+    shared = _BatchShared(
+        state=state,
+        loaded=loaded,
+        threshold=threshold,
+        request_id=request_id,
+        result=result,
+        model=state.model_info,
+    )
+    out: list[dict[str, Any] | ServiceError] = []
+    probabilities_list = probabilities.tolist()
+    latest_rows = inputs.latest.tolist()
+    presence_keys = [row.tobytes() for row in presence]
+    keys = scores.keys
+    for i, patient in enumerate(patients):
+        probability = probabilities_list[i]
+        try:
+            if not math.isfinite(probability):
+                raise RuntimeError("the model returned a non-finite probability")
+            entry = shared.entry(
+                i,
+                patient,
+                probability,
+                choice=choice,
+                keys=(keys[0][i], keys[1][i], keys[2][i], keys[3][i]),
+                latest_row=latest_rows[i],
+                presence_key=presence_keys[i],
+            )
+        except ScoreMismatch:
+            # A defect of the vectorised scores: log it, and assess this patient the
+            # per-patient way, which is the reference.
+            logger.exception("batch scores differ from the shared scores", extra={"row": i})
+            try:
+                entry = assessment(state, loaded, _normalized(patient), probability, request_id)
+            except Exception:
+                logger.exception("assessment failed for one batch item", extra={"row": i})
+                out.append(_assessment_failed())
+                continue
+        except Exception:
+            # One patient that trips a defect must not fail the others; the log has the trace.
+            logger.exception("assessment failed for one batch item", extra={"row": i})
+            out.append(_assessment_failed())
+            continue
+        out.append(entry)
+    return out
+
+
+def _assessment_failed() -> ServiceError:
+    return ServiceError("Internal error assessing this patient; see the server log.")
+
+
+@dataclass(slots=True)
+class _BatchShared:
+    """What every patient of one batch shares, and the per-patient assembly."""
+
+    state: ServiceState
+    loaded: LoadedConfig
+    threshold: float
+    request_id: str | None
+    result: BatchBlend
+    model: dict[str, str]
+    missing: dict[bytes, list[str]] = field(default_factory=dict)
+
+    def entry(
+        self,
+        i: int,
+        patient: Patient,
+        probability: float,
+        *,
+        choice: DriverChoice,
+        keys: tuple[int, int, int, int],
+        latest_row: list[float],
+        presence_key: bytes,
+    ) -> dict[str, Any]:
+        normalized: list[NormalizedPatient] = []
+
+        def full() -> NormalizedPatient:
+            # asked for only when a score or a missing-input list is new
+            if not normalized:
+                normalized.append(_normalized(patient))
+            return normalized[0]
+
+        cache = self.state.scores
+        qsofa = cache.results(0, keys[0], full)
+        sirs = cache.results(1, keys[1], full)
+        news2 = cache.results(2, keys[2], full)
+        sofa = cache.results(3, keys[3], full)
+        by_name = {"qsofa": qsofa, "sirs": sirs, "news2": news2, "sofa": sofa}
+        missing = self.missing.get(presence_key)
+        if missing is None:
+            missing = missing_inputs(full())
+            self.missing[presence_key] = missing
+
+        def latest(name: str) -> float | None:
+            x = latest_row[COLUMN[name]]
+            return None if x != x else x  # NaN: not sent
+
+        result = self.result
+        priority = PRIORITY_BY_RANK[result.rank[i]]
+        plan = self.loaded.plan
+        return {
+            "patient_id": patient.patient_id,
+            "risk_score": result.risk_score[i],
+            "sepsis_probability_6h": round(probability, 6),
+            "priority": priority.value,
+            "alert": _alert(priority),
+            "clinical_scores": by_name,
+            "drivers": driver_sentences(
+                i,
+                choice=choice,
+                result=result,
+                scores=[by_name[name] for name in DRIVER_SCORE_ORDER],
+                latest=latest,
+                probability=probability,
+                alert_threshold=self.threshold,
+                plan=plan,
+            ),
+            "model": self.model,
+            "missing_inputs": missing,
+            "request_id": self.request_id,
+            "processing_time_ms": 0.0,
+            "priority_rule": result.rule[i],
+            "rules_fired": result.rules_fired(i),
+            "model_probability": probability,
+            "alert_threshold": self.threshold,
+            "config_version": plan.config.version,
+            "icu_los_known": patient.iculos is not None,
+        }
+
+
 def warm_up(state: ServiceState) -> None:
     """Score one example patient through the whole pipeline (not counted); raise if broken."""
     patient = parse_patient(dict(FLAT_EXAMPLE))
@@ -265,3 +450,10 @@ def warm_up(state: ServiceState) -> None:
     if probabilities.shape != (1,) or not 0.0 <= float(probabilities[0]) <= 1.0:
         raise RuntimeError("the model's warm-up prediction is not a probability")
     assessment(state, state.configs.current, patient, float(probabilities[0]), None)
+    # the batch path too (uncounted), on both kinds of parsed patient
+    batch = [parse_patient_hourly(dict(FLAT_EXAMPLE)), patient]
+    entries = assess_batch(
+        state, state.configs.current, batch, predict=state.model.predict, request_id=None
+    )
+    if any(isinstance(entry, ServiceError) for entry in entries):
+        raise RuntimeError("the batch path failed on the warm-up patient")

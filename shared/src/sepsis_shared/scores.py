@@ -28,13 +28,17 @@ from sepsis_shared.patient import NormalizedPatient
 
 __all__ = [
     "NEWS2_HIGH",
+    "NEWS2_MAX",
     "NEWS2_MEDIUM",
     "NEWS2_RED_PARAMETER",
     "QSOFA_GCS_NORMAL",
+    "QSOFA_MAX",
     "QSOFA_POSITIVE",
     "QSOFA_RESP_MIN",
     "QSOFA_SBP_MAX",
+    "ROOM_AIR_FIO2",
     "SIRS_HR_ABOVE",
+    "SIRS_MAX",
     "SIRS_PACO2_BELOW",
     "SIRS_POSITIVE",
     "SIRS_RESP_ABOVE",
@@ -42,6 +46,7 @@ __all__ = [
     "SIRS_TEMP_BELOW",
     "SIRS_WBC_ABOVE",
     "SIRS_WBC_BELOW",
+    "SOFA_MAX",
     "SOFA_POSITIVE",
     "SOFA_SF_MAX_SPO2",
     "ClinicalScores",
@@ -51,6 +56,7 @@ __all__ = [
     "qsofa",
     "sirs",
     "sofa",
+    "sofa_urine_points",
 ]
 
 
@@ -135,6 +141,7 @@ QSOFA_RESP_MIN: Final = 22
 QSOFA_SBP_MAX: Final = 100
 QSOFA_GCS_NORMAL: Final = 15
 QSOFA_POSITIVE: Final = 2
+QSOFA_MAX: Final = 3
 
 
 def _altered_mentation(p: NormalizedPatient) -> int | None:
@@ -165,11 +172,11 @@ def qsofa(p: NormalizedPatient) -> ScoreResult:
     words = "positive (>= 2)" if score >= QSOFA_POSITIVE else "negative"
     return _result(
         "qSOFA",
-        3,
+        QSOFA_MAX,
         components,
         missing,
         QSOFA_POSITIVE,
-        f"qSOFA {score}/3: {words}" + _scored(components),
+        f"qSOFA {score}/{QSOFA_MAX}: {words}" + _scored(components),
         [],
     )
 
@@ -186,6 +193,7 @@ SIRS_PACO2_BELOW: Final = 32
 SIRS_WBC_ABOVE: Final = 12.0
 SIRS_WBC_BELOW: Final = 4.0
 SIRS_POSITIVE: Final = 2
+SIRS_MAX: Final = 4
 
 
 def sirs(p: NormalizedPatient) -> ScoreResult:
@@ -228,11 +236,11 @@ def sirs(p: NormalizedPatient) -> ScoreResult:
     words = "SIRS criteria met (>= 2)" if score >= SIRS_POSITIVE else "SIRS criteria not met"
     return _result(
         "SIRS",
-        4,
+        SIRS_MAX,
         components,
         missing,
         SIRS_POSITIVE,
-        f"SIRS {score}/4: {words}" + _scored(components),
+        f"SIRS {score}/{SIRS_MAX}: {words}" + _scored(components),
         notes,
     )
 
@@ -256,7 +264,10 @@ NEWS2_TEMP_ABOVE: Final = 2  # >= 39.1 °C
 NEWS2_MEDIUM: Final = 5  # urgent response threshold (key threshold for sepsis)
 NEWS2_HIGH: Final = 7  # emergency response threshold
 NEWS2_RED_PARAMETER: Final = 3  # a single parameter scoring 3 calls for an urgent review
-_ROOM_AIR_FIO2: Final = 0.21
+NEWS2_MAX: Final = 20
+ROOM_AIR_FIO2: Final = 0.21
+"""Room air: FiO2 above it means supplemental oxygen; without FiO2 and without supplemental
+oxygen, SOFA takes it as the FiO2."""
 
 
 def news2(p: NormalizedPatient) -> ScoreResult:
@@ -279,7 +290,7 @@ def news2(p: NormalizedPatient) -> ScoreResult:
     if flag is not None:
         oxygen = NEWS2_SUPPLEMENTAL_O2 if flag >= 1 else 0
     elif fio2 is not None:
-        oxygen = NEWS2_SUPPLEMENTAL_O2 if fio2 > _ROOM_AIR_FIO2 else 0
+        oxygen = NEWS2_SUPPLEMENTAL_O2 if fio2 > ROOM_AIR_FIO2 else 0
         notes.append("air or oxygen scored from FiO2 (above 0.21 = supplemental oxygen)")
     else:
         oxygen = None
@@ -323,11 +334,11 @@ def news2(p: NormalizedPatient) -> ScoreResult:
         words = "low clinical risk: routine monitoring"
     return _result(
         "NEWS2",
-        20,
+        NEWS2_MAX,
         components,
         missing,
         NEWS2_MEDIUM,
-        f"NEWS2 {score}/20, {words}" + _scored(components),
+        f"NEWS2 {score}/{NEWS2_MAX}, {words}" + _scored(components),
         notes,
     )
 
@@ -362,6 +373,7 @@ SOFA_URINE_BANDS: Final[Sequence[tuple[float, int]]] = ((200, 4), (500, 3))
 """Urine output (mL/day): < 200 -> 4, < 500 -> 3."""
 SOFA_URINE_WINDOW_H: Final = 24.0
 SOFA_POSITIVE: Final = 2
+SOFA_MAX: Final = 24
 
 
 def _below(value: float, bands: Sequence[tuple[float, int]]) -> int:
@@ -384,7 +396,7 @@ def _fio2(p: NormalizedPatient, notes: list[str]) -> float | None:
     fio2 = p.latest("FiO2")
     if fio2 is None and p.latest("SupplementalO2") == 0:
         notes.append("FiO2 taken as 0.21 (room air, no supplemental oxygen)")
-        return _ROOM_AIR_FIO2
+        return ROOM_AIR_FIO2
     return fio2
 
 
@@ -429,13 +441,20 @@ def _sofa_cardiovascular(p: NormalizedPatient, missing: list[str], notes: list[s
     return int(mean < SOFA_MAP_MIN)
 
 
+def sofa_urine_points(recent: Sequence[float]) -> int | None:
+    """Renal points of the urine output (mL/h) of the last SOFA_URINE_WINDOW_H hours, oldest
+    first; None when there is none."""
+    if not recent:
+        return None
+    per_day = sum(recent) / len(recent) * 24
+    return _below(per_day, SOFA_URINE_BANDS)
+
+
 def _sofa_renal(p: NormalizedPatient, missing: list[str], notes: list[str]) -> int | None:
     creatinine = p.latest("Creatinine")
-    recent = [o.value for o in p.observations("UrineOutput") if o.hours_ago < SOFA_URINE_WINDOW_H]
-    urine_points: int | None = None
-    if recent:
-        per_day = sum(recent) / len(recent) * 24
-        urine_points = _below(per_day, SOFA_URINE_BANDS)
+    urine_points = sofa_urine_points(
+        [o.value for o in p.observations("UrineOutput") if o.hours_ago < SOFA_URINE_WINDOW_H]
+    )
     if creatinine is not None:
         return max(_at_least(creatinine, SOFA_CREATININE_BANDS), urine_points or 0)
     if urine_points:
@@ -478,11 +497,11 @@ def sofa(p: NormalizedPatient) -> ScoreResult:
     )
     return _result(
         "SOFA",
-        24,
+        SOFA_MAX,
         components,
         missing,
         SOFA_POSITIVE,
-        f"SOFA {score}/24: {words}" + _scored(components),
+        f"SOFA {score}/{SOFA_MAX}: {words}" + _scored(components),
         notes,
     )
 
