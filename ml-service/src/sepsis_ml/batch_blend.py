@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 
 from sepsis_ml.batch_inputs import COLUMN
+from sepsis_ml.batch_scores import CachedScore
 from sepsis_ml.blend import (
     DRIVER_SCORE_ORDER,
     LACTATE_HIGH,
@@ -46,7 +47,6 @@ from sepsis_ml.blend import (
     lactate_bound,
     lactate_sentence,
     model_sentence,
-    score_sentence,
     shock_sentence,
     trend_sentence,
 )
@@ -273,18 +273,19 @@ def choose_drivers(
     )
 
 
-def driver_sentences(
+def driver_sentences(  # positional: it is called once per patient
     i: int,
-    *,
     choice: DriverChoice,
     result: BatchBlend,
-    scores: Sequence[Mapping[str, Any]],
+    scores: Sequence[CachedScore],
     latest: Callable[[str], float | None],
     probability: float,
     alert_threshold: float,
+    model_alert: bool,
     plan: BlendPlan,
 ) -> list[str]:
-    """Patient i's driver sentences. `scores`: its four score results in DRIVER_SCORE_ORDER."""
+    """Patient i's driver sentences. `scores`: its four score results in DRIVER_SCORE_ORDER;
+    `model_alert`: row i of `result.model_alert`."""
     out: list[str] = []
     for column in choice.columns[i]:
         if column == _SHOCK_OR_LACTATE:
@@ -301,19 +302,9 @@ def driver_sentences(
             else:
                 out.append(lactate_sentence(lactate, lactate_bound(lactate)))
         elif column == _MODEL:
-            out.append(model_sentence(probability, alert_threshold, bool(result.model_alert[i])))
+            out.append(model_sentence(probability, alert_threshold, model_alert))
         elif column < _FIRST_TREND:
-            order = column - _FIRST_SCORE
-            data = scores[order]
-            out.append(
-                score_sentence(
-                    latest,
-                    DRIVER_SCORE_ORDER[order],
-                    data["score"],
-                    data["max_score"],
-                    data["components"],
-                )
-            )
+            out.append(scores[column - _FIRST_SCORE].sentence.render(latest))
         else:
             k = column - _FIRST_TREND
             name, _, unit = TRENDS[k]

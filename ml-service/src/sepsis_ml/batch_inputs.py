@@ -10,6 +10,8 @@ by the same functions the single-patient path uses. Either way each row holds ex
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -70,29 +72,20 @@ def batch_inputs(patients: Sequence[Patient]) -> BatchInputs:
     n = len(patients)
     values: list[float] = []
     run_lengths: list[int] = []
-    run_cells: list[int] = []  # patient * _N_LATEST + column
+    run_names: list[str] = []
+    runs_per_patient = [0] * n
     others: list[tuple[int, NormalizedPatient]] = []
-    age = np.full(n, np.nan)
-    gender = np.full(n, np.nan)
-    iculos = np.full(n, np.nan)
     urine = np.full(n, -1, dtype=np.int64)
-    column = COLUMN
+    chain = itertools.chain.from_iterable
     for i, p in enumerate(patients):
-        if p.age is not None:
-            age[i] = p.age
-        if p.gender is not None:
-            gender[i] = p.gender
-        if p.iculos is not None:
-            iculos[i] = p.iculos
         if isinstance(p, HourlyPatient):
-            base = i * _N_LATEST
-            for name, xs in p.hourly.items():
-                values.extend(xs)
-                run_lengths.append(len(xs))
-                run_cells.append(base + column[name])
-            hourly_urine = p.hourly.get(_URINE)
-            if hourly_urine is not None:
-                points = _hourly_urine(hourly_urine)
+            hourly = p.hourly
+            values.extend(chain(hourly.values()))
+            run_lengths.extend(map(len, hourly.values()))
+            run_names.extend(hourly)
+            runs_per_patient[i] = len(hourly)
+            if _URINE in hourly:
+                points = _hourly_urine(hourly[_URINE])
                 urine[i] = -1 if points is None else points
         else:
             others.append((i, p))
@@ -102,10 +95,12 @@ def batch_inputs(patients: Sequence[Patient]) -> BatchInputs:
     trend_change = np.full((n, len(TREND_VARIABLES)), np.nan)
     trend_span = np.full((n, len(TREND_VARIABLES)), np.nan)
     if run_lengths:
+        run_patient = np.repeat(np.arange(n), runs_per_patient)
+        columns = np.array([COLUMN[name] for name in run_names], dtype=np.int64)
         _lay_out_hourly(
             np.array(values, dtype=np.float64),
             np.array(run_lengths, dtype=np.int64),
-            np.array(run_cells, dtype=np.int64),
+            run_patient * _N_LATEST + columns,
             latest=latest,
             windows=windows,
             trend_change=trend_change,
@@ -116,14 +111,19 @@ def batch_inputs(patients: Sequence[Patient]) -> BatchInputs:
         _lay_out_one(p, i, latest_rows, windows, trend_change, trend_span, urine)
     return BatchInputs(
         windows=windows,
-        age=age,
-        gender=gender,
-        iculos=iculos,
+        age=_known([p.age for p in patients]),
+        gender=_known([p.gender for p in patients]),
+        iculos=_known([p.iculos for p in patients]),
         latest=latest_rows,
         urine_points=urine,
         trend_change=trend_change,
         trend_span=trend_span,
     )
+
+
+def _known(values: list[float | None] | list[int | None]) -> FloatArray:
+    """NaN for None."""
+    return np.array([math.nan if x is None else x for x in values], dtype=np.float64)
 
 
 def _lay_out_hourly(

@@ -23,8 +23,10 @@ import numpy as np
 import numpy.typing as npt
 
 from sepsis_ml.batch_inputs import COLUMN
+from sepsis_ml.blend import ScoreSentence
+from sepsis_ml.mlconfig import ScoreName
 from sepsis_shared import scores as s
-from sepsis_shared.patient import NormalizedPatient
+from sepsis_shared.patient import HourlyPatient, NormalizedPatient
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -286,15 +288,23 @@ def batch_scores(latest: FloatArray, urine_points: IntArray) -> BatchScores:
     return BatchScores(keys=(q, r, n, o), totals=totals)
 
 
-class ScoreCache:
-    """Score results (as plain data, ready to encode) by key, shared by all requests.
+@dataclass(frozen=True, slots=True)
+class CachedScore:
+    """A score result as plain data (ready to encode) and its driver sentence."""
 
-    The dicts handed out are shared between responses: never mutate them. Bounded: when full
-    it starts afresh (the keys in use come back within a batch or two).
+    data: dict[str, Any]
+    sentence: ScoreSentence
+
+
+class ScoreCache:
+    """Score results by key, shared by all requests.
+
+    What it hands out is shared between responses: never mutate it. Bounded: when full it
+    starts afresh (the keys in use come back within a batch or two).
     """
 
     def __init__(self, max_entries: int = 20_000) -> None:
-        self._results: tuple[dict[int, dict[str, Any]], ...] = tuple({} for _ in SCORES)
+        self._results: tuple[dict[int, CachedScore], ...] = tuple({} for _ in SCORES)
         self._max_entries = max_entries
         self._lock = threading.Lock()
 
@@ -302,20 +312,27 @@ class ScoreCache:
         return sum(len(r) for r in self._results)
 
     def results(
-        self, index: int, key: int, patient: Callable[[], NormalizedPatient]
-    ) -> dict[str, Any]:
-        """The result of score `index` (SCORES order) for `key`; `patient` is asked for only
-        when the key is new."""
+        self, index: int, key: int, patient: HourlyPatient | NormalizedPatient
+    ) -> CachedScore:
+        """The result of score `index` (SCORES order) for `key`, which is `patient`'s (only
+        read when the key is new)."""
         found = self._results[index].get(key)
         if found is not None:
             return found
         score = SCORES[index]
-        result = score.compute(patient())
+        if isinstance(patient, HourlyPatient):
+            patient = patient.normalized()
+        result = score.compute(patient)
         expected = _unpack(key, score.components)
         got = tuple(NOT_SCORED if c is None else c for c in result.components.values())
         if got != expected:
             raise ScoreMismatch(f"{score.name}: components {got}, vectorised {expected}")
-        data = result.model_dump()
+        data = CachedScore(
+            data=result.model_dump(),
+            sentence=ScoreSentence.of(
+                ScoreName(score.name), result.score, result.max_score, result.components
+            ),
+        )
         with self._lock:
             if len(self) >= self._max_entries:
                 for table in self._results:

@@ -11,6 +11,7 @@ agree. `drivers` says in a few words what moved the assessment. Nothing here kno
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -275,33 +276,46 @@ Latest = Callable[[str], float | None]
 """The newest value of a variable, None when it was not sent."""
 
 
-def _component_text(latest: Latest, key: str) -> str:
-    name = _COMPONENT_VARIABLES.get(key)
-    value = latest(name) if name is not None else None
-    if name is not None and value is not None:
-        return f"{_label(name)} {_num(value)}"
-    return key.replace("_", " ")
+@dataclass(frozen=True, slots=True)
+class ScoreSentence:
+    """A score's driver sentence less the patient's values: its head (`qSOFA 2/3`) and its (up
+    to 3) heaviest components, worked out once per score result."""
 
+    head: str
+    quoted: tuple[tuple[str | None, str, str], ...]
+    """Per component: the variable quoted (None: none), its label, the words said instead
+    when that variable was not sent."""
 
-def score_sentence(
-    latest: Latest,
-    name: ScoreName,
-    score: int,
-    max_score: int,
-    components: Mapping[str, int | None],
-) -> str:
-    """A score and its (up to 3) heaviest components, with the values behind them."""
-    scored = sorted(
-        ((pts, key) for key, pts in components.items() if pts),
-        key=lambda item: -item[0],
-    )
-    parts = [_component_text(latest, key) for _, key in scored[:3]]
-    text = f"{_SCORE_TITLES[name]} {score}/{max_score}"
-    return f"{text}: {', '.join(parts)}" if parts else text
+    @classmethod
+    def of(
+        cls, name: ScoreName, score: int, max_score: int, components: Mapping[str, int | None]
+    ) -> ScoreSentence:
+        """The sentence of a score result."""
+        scored = sorted(
+            ((pts, key) for key, pts in components.items() if pts),
+            key=lambda item: -item[0],
+        )
+        quoted = []
+        for _, key in scored[:3]:
+            variable = _COMPONENT_VARIABLES.get(key)
+            label = _label(variable) if variable is not None else ""
+            quoted.append((variable, label, key.replace("_", " ")))
+        return cls(head=f"{_SCORE_TITLES[name]} {score}/{max_score}", quoted=tuple(quoted))
+
+    def render(self, latest: Latest) -> str:
+        """The sentence with the patient's latest values."""
+        if not self.quoted:
+            return self.head
+        parts = []
+        for variable, label, words in self.quoted:
+            value = latest(variable) if variable is not None else None
+            parts.append(words if value is None else f"{label} {_num(value)}")
+        return f"{self.head}: {', '.join(parts)}"
 
 
 def _score_sentence(patient: NormalizedPatient, name: ScoreName, result: ScoreResult) -> str:
-    return score_sentence(patient.latest, name, result.score, result.max_score, result.components)
+    sentence = ScoreSentence.of(name, result.score, result.max_score, result.components)
+    return sentence.render(patient.latest)
 
 
 def trend_sentence(name: str, change: float, unit: str, span: float) -> str:
@@ -369,11 +383,13 @@ def lactate_sentence(lactate: float, bound: float) -> str:
 
 def model_sentence(probability: float, alert_threshold: float, alert: bool) -> str:
     """The model's probability against the alert threshold."""
+    return f"Model probability {_pct(probability)}, {_threshold_words(alert_threshold, alert)}"
+
+
+@functools.lru_cache(maxsize=64)
+def _threshold_words(alert_threshold: float, alert: bool) -> str:
     comparison = "at or above" if alert else "below"
-    return (
-        f"Model probability {_pct(probability)}, {comparison} the alert threshold "
-        f"{_pct(alert_threshold)}"
-    )
+    return f"{comparison} the alert threshold {_pct(alert_threshold)}"
 
 
 def drivers(

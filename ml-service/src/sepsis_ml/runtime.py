@@ -35,12 +35,12 @@ from sepsis_ml.batch_blend import (
     driver_sentences,
 )
 from sepsis_ml.batch_inputs import COLUMN, Patient, batch_inputs
-from sepsis_ml.batch_scores import ScoreCache, ScoreMismatch, batch_scores
+from sepsis_ml.batch_scores import SCORES, ScoreCache, ScoreMismatch, batch_scores
 from sepsis_ml.blend import DRIVER_SCORE_ORDER, blend, drivers, score_values, shock_facts
 from sepsis_ml.config import MLSettings
 from sepsis_ml.features import features_for_windows, features_from_arrays, window_from_patient
 from sepsis_ml.metrics import InferenceStats, ServiceMetrics
-from sepsis_ml.mlconfig import ConfigStore, LoadedConfig
+from sepsis_ml.mlconfig import BlendPlan, ConfigStore, LoadedConfig
 from sepsis_ml.model import SepsisModel
 from sepsis_shared.assessment import KEY_INPUTS, Priority, alert_for, missing_inputs
 from sepsis_shared.errors import FieldError, InvalidInput, ServiceError
@@ -275,6 +275,10 @@ def _normalized(patient: Patient) -> NormalizedPatient:
     return patient.normalized() if isinstance(patient, HourlyPatient) else patient
 
 
+_DRIVER_SCORES: Final = tuple(
+    [score.name for score in SCORES].index(name) for name in DRIVER_SCORE_ORDER
+)
+"""Positions in SCORES of the scores in the order drivers offers them."""
 _PRESENCE: Final = tuple(dict.fromkeys((*KEY_INPUTS, "SBP", "DBP")))
 """The variables `missing_inputs` looks at."""
 
@@ -313,33 +317,33 @@ def assess_batch(
     presence = np.packbits(
         ~np.isnan(inputs.latest[:, [COLUMN[name] for name in _PRESENCE]]), axis=1
     )
-    shared = _BatchShared(
-        state=state,
-        loaded=loaded,
-        threshold=threshold,
-        request_id=request_id,
+    assemble = _Assembly(
+        cache=state.scores,
+        choice=choice,
         result=result,
-        model=state.model_info,
+        threshold=threshold,
+        plan=plan,
+        constant={
+            "model": state.model_info,
+            "request_id": request_id,
+            "alert_threshold": threshold,
+            "config_version": plan.config.version,
+        },
     )
     out: list[dict[str, Any] | ServiceError] = []
-    probabilities_list = probabilities.tolist()
-    latest_rows = inputs.latest.tolist()
-    presence_keys = [row.tobytes() for row in presence]
-    keys = scores.keys
-    for i, patient in enumerate(patients):
-        probability = probabilities_list[i]
+    rows = zip(
+        patients,
+        probabilities.tolist(),
+        zip(*scores.keys, strict=True),
+        inputs.latest.tolist(),
+        [row.tobytes() for row in presence],
+        strict=True,
+    )
+    for i, (patient, probability, keys, latest_row, presence_key) in enumerate(rows):
         try:
             if not math.isfinite(probability):
                 raise RuntimeError("the model returned a non-finite probability")
-            entry = shared.entry(
-                i,
-                patient,
-                probability,
-                choice=choice,
-                keys=(keys[0][i], keys[1][i], keys[2][i], keys[3][i]),
-                latest_row=latest_rows[i],
-                presence_key=presence_keys[i],
-            )
+            entry = assemble(i, patient, probability, keys, latest_row, presence_key)
         except ScoreMismatch:
             # A defect of the vectorised scores: log it, and assess this patient the
             # per-patient way, which is the reference.
@@ -363,46 +367,50 @@ def _assessment_failed() -> ServiceError:
     return ServiceError("Internal error assessing this patient; see the server log.")
 
 
-@dataclass(slots=True)
-class _BatchShared:
-    """What every patient of one batch shares, and the per-patient assembly."""
+class _Assembly:
+    """Builds each patient's assessment dict from the batch's columns (what is the same for
+    every patient of the batch is worked out once)."""
 
-    state: ServiceState
-    loaded: LoadedConfig
-    threshold: float
-    request_id: str | None
-    result: BatchBlend
-    model: dict[str, str]
-    missing: dict[bytes, list[str]] = field(default_factory=dict)
+    def __init__(
+        self,
+        *,
+        cache: ScoreCache,
+        choice: DriverChoice,
+        result: BatchBlend,
+        threshold: float,
+        plan: BlendPlan,
+        constant: dict[str, Any],
+    ) -> None:
+        self.cache = cache
+        self.choice = choice
+        self.result = result
+        self.threshold = threshold
+        self.plan = plan
+        self.constant = constant
+        self.alerts = [_alert(p) for p in PRIORITY_BY_RANK]
+        self.priorities = [p.value for p in PRIORITY_BY_RANK]
+        self.model_alert = result.model_alert.tolist()
+        self.missing: dict[bytes, list[str]] = {}
 
-    def entry(
+    def __call__(
         self,
         i: int,
         patient: Patient,
         probability: float,
-        *,
-        choice: DriverChoice,
-        keys: tuple[int, int, int, int],
+        keys: tuple[int, ...],
         latest_row: list[float],
         presence_key: bytes,
     ) -> dict[str, Any]:
-        normalized: list[NormalizedPatient] = []
-
-        def full() -> NormalizedPatient:
-            # asked for only when a score or a missing-input list is new
-            if not normalized:
-                normalized.append(_normalized(patient))
-            return normalized[0]
-
-        cache = self.state.scores
-        qsofa = cache.results(0, keys[0], full)
-        sirs = cache.results(1, keys[1], full)
-        news2 = cache.results(2, keys[2], full)
-        sofa = cache.results(3, keys[3], full)
-        by_name = {"qsofa": qsofa, "sirs": sirs, "news2": news2, "sofa": sofa}
+        results = self.cache.results
+        found = (
+            results(0, keys[0], patient),
+            results(1, keys[1], patient),
+            results(2, keys[2], patient),
+            results(3, keys[3], patient),
+        )
         missing = self.missing.get(presence_key)
         if missing is None:
-            missing = missing_inputs(full())
+            missing = missing_inputs(_normalized(patient))
             self.missing[presence_key] = missing
 
         def latest(name: str) -> float | None:
@@ -410,34 +418,40 @@ class _BatchShared:
             return None if x != x else x  # NaN: not sent
 
         result = self.result
-        priority = PRIORITY_BY_RANK[result.rank[i]]
-        plan = self.loaded.plan
+        rank = result.rank[i]
+        constant = self.constant
         return {
             "patient_id": patient.patient_id,
             "risk_score": result.risk_score[i],
             "sepsis_probability_6h": round(probability, 6),
-            "priority": priority.value,
-            "alert": _alert(priority),
-            "clinical_scores": by_name,
+            "priority": self.priorities[rank],
+            "alert": self.alerts[rank],
+            "clinical_scores": {
+                "qsofa": found[0].data,
+                "sirs": found[1].data,
+                "news2": found[2].data,
+                "sofa": found[3].data,
+            },
             "drivers": driver_sentences(
                 i,
-                choice=choice,
-                result=result,
-                scores=[by_name[name] for name in DRIVER_SCORE_ORDER],
-                latest=latest,
-                probability=probability,
-                alert_threshold=self.threshold,
-                plan=plan,
+                self.choice,
+                result,
+                [found[k] for k in _DRIVER_SCORES],
+                latest,
+                probability,
+                self.threshold,
+                self.model_alert[i],
+                self.plan,
             ),
-            "model": self.model,
+            "model": constant["model"],
             "missing_inputs": missing,
-            "request_id": self.request_id,
+            "request_id": constant["request_id"],
             "processing_time_ms": 0.0,
             "priority_rule": result.rule[i],
             "rules_fired": result.rules_fired(i),
             "model_probability": probability,
-            "alert_threshold": self.threshold,
-            "config_version": plan.config.version,
+            "alert_threshold": constant["alert_threshold"],
+            "config_version": constant["config_version"],
             "icu_los_known": patient.iculos is not None,
         }
 

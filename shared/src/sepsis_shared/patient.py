@@ -161,7 +161,8 @@ class HourlyPatient:
     iculos: float | None
     hosp_adm_time: float | None
     notes: str | None
-    history: PatientHistory
+    history: PatientHistory | None
+    """None when none was sent (`normalized()` then gives an empty one)."""
 
     def normalized(self) -> NormalizedPatient:
         """The same patient as a NormalizedPatient (series oldest first)."""
@@ -180,7 +181,9 @@ class HourlyPatient:
             iculos=self.iculos,
             hosp_adm_time=self.hosp_adm_time,
             notes=self.notes,
-            history=self.history,
+            history=self.history
+            if self.history is not None
+            else PatientHistory.model_construct(conditions=[], medications=[]),
         )
 
 
@@ -485,7 +488,8 @@ class _Entry(NamedTuple):
 
 
 def _entries() -> dict[str, _Entry]:
-    """Each spelling `canonical_name` accepts as it is (names, aliases, their lower case)."""
+    """Each spelling `canonical_name` accepts as it is (names, aliases, their lower case),
+    by which a variable is found with one lookup."""
     table: dict[str, _Entry] = {}
     for spec in VARIABLES.values():
         if spec.name in SERIES_VARIABLES:
@@ -499,13 +503,15 @@ def _entries() -> dict[str, _Entry]:
         )
         for key in (spec.name, *spec.aliases):
             for spelling in (key, key.lower()):
-                if canonical_name(spelling) == spec.name:
+                # a spelling that is also a request key (`notes`, `units`, ...) is read as that
+                if canonical_name(spelling) == spec.name and spelling.lower() not in _META_KEYS:
                     table[spelling] = entry
     return table
 
 
 _ENTRIES: Final = _entries()
 _NUMBER_TYPES: Final = frozenset({float, int})
+_FLOAT_TYPE: Final = frozenset({float})
 
 
 def _scalar(entry: _Entry, value: object) -> float | None:
@@ -527,13 +533,18 @@ def _scalar(entry: _Entry, value: object) -> float | None:
 
 def _numbers(entry: _Entry, values: list[Any]) -> tuple[float, ...] | None:
     """A valid list of plain numbers as floats (newest first), else None."""
-    if not 0 < len(values) <= MAX_POINTS_PER_VARIABLE or not _NUMBER_TYPES.issuperset(
-        map(type, values)
-    ):
+    if not 0 < len(values) <= MAX_POINTS_PER_VARIABLE:
         return None
+    if _FLOAT_TYPE.issuperset(map(type, values)):
+        floats = True
+    elif _NUMBER_TYPES.issuperset(map(type, values)):
+        floats = False
+    else:
+        return None
+    # the range is checked before float(): an integer can be too large for a float
     if min(values) < entry.low or max(values) > entry.high:
         return None
-    xs = tuple(map(float, values))
+    xs = tuple(values) if floats else tuple(map(float, values))
     # min and max can step over a NaN: a NaN (or an infinity) makes the sum non-finite
     if not math.isfinite(sum(xs)):
         return None
@@ -550,83 +561,88 @@ def _parse_common(raw: dict[Any, Any]) -> HourlyPatient | None:
     patient_id: str | None = None
     notes: str | None = None
     history: PatientHistory | None = None
-
-    def variable(key: str, value: object) -> bool:
-        entry = _ENTRIES.get(key)
-        if entry is None:
-            entry = _ENTRIES.get(key.lower())
+    # the top-level keys; the content of `vitals` and `labs` is read where they stand
+    pending: list[Any] = [iter(raw.items())]
+    top = True
+    while pending:
+        for key, value in pending[-1]:
+            entry = _ENTRIES.get(key)
             if entry is None:
-                return key.lower() in IGNORED_NAMES
-        name = entry.name
-        if name in seen:
-            return False
-        seen.add(name)
-        if value is None:
-            return True
-        if entry.kind == _SERIES:
-            if type(value) is list:
-                xs = _numbers(entry, value)
-                if xs is None:
-                    return False
-                series[name] = xs
-                return True
-            x = _scalar(entry, value)
-            if x is None:
-                return False
-            series[name] = (x,)
-            return True
-        if entry.kind == _GENDER:
-            if type(value) is str:
-                code = _GENDER_WORDS.get(value.strip().lower())
-            elif (type(value) is int or type(value) is float) and value in (0, 1):
-                code = int(value)
-            else:
-                return False
-            if code is None:
-                return False
-            scalars[name] = float(code)
-            return True
-        x = _scalar(entry, value)
-        if x is None:
-            return False
-        scalars[name] = x
-        return True
-
-    for key, value in raw.items():
-        meta = _META_KEYS.get(key) or _META_KEYS.get(key.lower())
-        if meta is None:
-            if not variable(key, value):
-                return None
-        elif meta == "vitals" or meta == "labs":
-            if value is None:
-                continue
-            if type(value) is not dict:
-                return None
-            for vkey, vvalue in value.items():
-                if not variable(vkey, vvalue):
+                meta = (_META_KEYS.get(key) or _META_KEYS.get(key.lower())) if top else None
+                if meta is not None:
+                    if meta == "vitals" or meta == "labs":
+                        if value is None:
+                            continue
+                        if type(value) is not dict:
+                            return None
+                        pending.append(iter(value.items()))
+                        top = False
+                        break
+                    if value is None:
+                        if meta == "patient_history":
+                            history = None
+                        continue
+                    if meta == "patient_id":
+                        if type(value) is str and 0 < len(value) <= MAX_PATIENT_ID_CHARS:
+                            patient_id = value
+                        elif type(value) is int and abs(value) < _MAX_INT_ID:
+                            patient_id = str(value)
+                        else:
+                            return None
+                    elif meta == "notes":
+                        if type(value) is not str or len(value) > MAX_NOTES_CHARS:
+                            return None
+                        notes = value
+                    elif meta == "patient_history":
+                        parser = _Parser()
+                        history = parser.parse_history(value, key)
+                        if parser.errors:
+                            return None
+                    else:  # units: conversions are for the general parser
+                        return None
+                    continue
+                entry = _ENTRIES.get(key.lower())
+                if entry is None:
+                    if key.lower() in IGNORED_NAMES:
+                        continue
                     return None
-        elif meta == "patient_id":
+            name = entry.name
+            if name in seen:
+                return None
+            seen.add(name)
             if value is None:
                 continue
-            if type(value) is str and 0 < len(value) <= MAX_PATIENT_ID_CHARS:
-                patient_id = value
-            elif type(value) is int and abs(value) < _MAX_INT_ID:
-                patient_id = str(value)
+            kind = entry.kind
+            if kind == _SERIES:
+                if type(value) is list:
+                    xs = _numbers(entry, value)
+                    if xs is None:
+                        return None
+                    series[name] = xs
+                    continue
+                x = _scalar(entry, value)
+                if x is None:
+                    return None
+                series[name] = (x,)
+            elif kind == _GENDER:
+                if type(value) is str:
+                    code = _GENDER_WORDS.get(value.strip().lower())
+                    if code is None:
+                        return None
+                elif (type(value) is int or type(value) is float) and value in (0, 1):
+                    code = int(value)
+                else:
+                    return None
+                scalars[name] = float(code)
             else:
-                return None
-        elif meta == "notes":
-            if value is None:
-                continue
-            if type(value) is not str or len(value) > MAX_NOTES_CHARS:
-                return None
-            notes = value
-        elif meta == "patient_history":
-            parser = _Parser()
-            history = parser.parse_history(value, key)
-            if parser.errors:
-                return None
-        elif value is not None:  # units: conversions are for the general parser
-            return None
+                x = _scalar(entry, value)
+                if x is None:
+                    return None
+                scalars[name] = x
+        else:
+            # this mapping is done: back to the one that held it
+            pending.pop()
+            top = len(pending) == 1
     if not series:
         return None
     gender = scalars.get("Gender")
@@ -638,9 +654,7 @@ def _parse_common(raw: dict[Any, Any]) -> HourlyPatient | None:
         iculos=scalars.get("ICULOS"),
         hosp_adm_time=scalars.get("HospAdmTime"),
         notes=notes,
-        history=history
-        if history is not None
-        else PatientHistory.model_construct(conditions=[], medications=[]),
+        history=history,
     )
 
 
