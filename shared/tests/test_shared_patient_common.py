@@ -26,6 +26,7 @@ from sepsis_shared.patient import (
     _parse_general,
     parse_patient,
     parse_patient_hourly,
+    parse_patients_hourly,
 )
 from sepsis_shared.variables import (
     BEDSIDE_VARIABLES,
@@ -137,10 +138,8 @@ def valid_request(rng: random.Random) -> dict[str, Any]:
         meta["patient_id"] = rng.choice(["P-1", 42, "x" * 128, None])
     if rng.random() < 0.3:
         meta["notes"] = rng.choice(["Febrile, new confusion.", None, ""])
-    if rng.random() < 0.2:
-        meta["patient_history"] = rng.choice(
-            [None, {"conditions": ["COPD", " "], "medications": ["metformin"]}, {}]
-        )
+    if rng.random() < 0.1:
+        meta["patient_history"] = None  # a history is read by the general parser
     if rng.random() < 0.1:
         meta["units"] = None
     if rng.random() < 0.1:
@@ -209,6 +208,10 @@ def broken_request(rng: random.Random) -> dict[str, Any]:
         raw[rng.choice(["Gender", "Age", "ICULOS"])] = rng.choice(
             [2, -1, "other", [60], True, None, 1e6, math.nan]
         )
+    elif kind == 7 and rng.random() < 0.3:
+        raw["patient_history"] = rng.choice(
+            [{"conditions": ["COPD", " "], "medications": ["metformin"]}, {}, {"x": []}]
+        )
     elif kind == 7:
         raw[rng.choice(["patient_id", "notes", "patient_history", "vitals", "labs"])] = rng.choice(
             [123.5, "", "n" * 20_001, ["x"], {"conditions": "COPD"}, 7, 10**200]
@@ -259,6 +262,7 @@ def test_uncommon_requests_come_back_normalised() -> None:
         {"Temp": 100.4, "units": {"Temp": "degF"}},
         {"SupplementalO2": [True, False], "HR": 80},
         {"Consciousness": ["A", "V"]},
+        {"HR": 80, "patient_history": {"conditions": ["COPD"], "medications": []}},
     ):
         assert isinstance(parse_patient_hourly(raw), NormalizedPatient)
 
@@ -305,3 +309,60 @@ def test_real_rows_of_set_a_parse_the_same_both_ways() -> None:
     # mostly valid; the few recording artefacts of set A (e.g. FiO2 0) are errors both ways
     assert kinds["hourly"] > 300
     assert kinds["error"] < 100
+
+
+# ---- a whole batch at once ----------------------------------------------------------------
+
+
+def one_by_one(items: list[Any]) -> list[Outcome]:
+    out: list[Outcome] = []
+    for i, raw in enumerate(items):
+        try:
+            out.append(("patient", parse_patient_hourly(raw, field_prefix=f"patients[{i}]")))
+        except InvalidInput as exc:
+            out.append(("error", (exc.message, exc.details)))
+    return out
+
+
+def batched(items: list[Any]) -> list[Outcome]:
+    out: list[Outcome] = []
+    for parsed in parse_patients_hourly(items):
+        if isinstance(parsed, InvalidInput):
+            out.append(("error", (parsed.message, parsed.details)))
+        else:
+            out.append(("patient", parsed))
+    return out
+
+
+def test_a_batch_parses_each_item_as_alone() -> None:
+    rng = random.Random(12)
+    for size in (1, 2, 5, 40, 200):
+        for mix in (0.0, 0.05, 0.5):
+            items: list[Any] = [
+                broken_request(rng) if rng.random() < mix else valid_request(rng)
+                for _ in range(size)
+            ]
+            if rng.random() < 0.3:
+                items.insert(rng.randrange(len(items) + 1), rng.choice([None, [], "x", 3]))
+            got, expected = batched(items), one_by_one(items)
+            assert [k for k, _ in got] == [k for k, _ in expected]
+            for (kind, a), (_, b) in zip(got, expected, strict=True):
+                if kind == "patient":
+                    assert type(a) is type(b)
+                    assert normalized(a) == normalized(b)
+                    if isinstance(a, HourlyPatient):
+                        assert all(type(x) is float for xs in a.hourly.values() for x in xs)
+                else:
+                    assert a == b
+
+
+def test_one_bad_list_in_a_batch_fails_only_its_patient() -> None:
+    items: list[Any] = [{"HR": [80, 90]}, {"HR": [85, 400]}, {"HR": [70.5, 71]}, {"HR": 60}]
+    got = parse_patients_hourly(items)
+    assert isinstance(got[1], InvalidInput)
+    assert [d["field"] for d in got[1].details] == ["patients[1].HR[1]"]
+    for i in (0, 2, 3):
+        assert isinstance(got[i], HourlyPatient)
+    third = got[2]
+    assert isinstance(third, HourlyPatient)
+    assert third.hourly == {"HR": (70.5, 71.0)}

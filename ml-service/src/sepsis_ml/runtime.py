@@ -51,6 +51,7 @@ from sepsis_shared.patient import (
     batch_items,
     parse_patient,
     parse_patient_hourly,
+    parse_patients_hourly,
 )
 from sepsis_shared.scores import clinical_scores
 
@@ -233,13 +234,12 @@ def score_batch(
     results: list[dict[str, Any] | None] = [None] * len(items)
     patients: list[Patient] = []
     indices: list[int] = []
-    for index, item in enumerate(items):
-        try:
-            patients.append(parse_patient_hourly(item, field_prefix=f"patients[{index}]"))
-        except InvalidInput as exc:
-            results[index] = _item_error(index, exc)
-            continue
-        indices.append(index)
+    for index, parsed in enumerate(parse_patients_hourly(items, prefix="patients")):
+        if isinstance(parsed, InvalidInput):
+            results[index] = _item_error(index, parsed)
+        else:
+            patients.append(parsed)
+            indices.append(index)
     if patients:
         assessments = assess_batch(
             state, loaded, patients, predict=state.runtime.predict, request_id=request_id

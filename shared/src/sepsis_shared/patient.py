@@ -16,21 +16,22 @@ whole variable's value goes means "not measured" and is skipped; anywhere else i
 
 Parsing walks plain dicts (no model validation on the hot path; requests are scored in a few
 milliseconds end to end) and collects every field error of a patient before raising one
-`InvalidInput` that names each bad field by its dotted path, as the client spelled it.
+`InvalidInput` that names each bad field by its dotted path, as the client spelled it. The
+common request (numbers and lists of numbers only) takes a one-pass path first
+(`sepsis_shared.patient_common`) with the same results; the records are defined in
+`sepsis_shared.patient_types` and the OpenAPI description in `sepsis_shared.patient_openapi`,
+all re-exported here.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from functools import partial
-from typing import Any, Final, NamedTuple
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any, Final
 
 from sepsis_shared.errors import FieldError, InvalidInput, PayloadTooLarge
+from sepsis_shared.patient_common import Deferred, check_deferred, read_common
 from sepsis_shared.patient_openapi import (
     FLAT_EXAMPLE,
     SERIES_EXAMPLE,
@@ -38,6 +39,20 @@ from sepsis_shared.patient_openapi import (
     patient_batch_request_openapi,
     patient_request_openapi,
     patient_schema,
+)
+from sepsis_shared.patient_types import (
+    GENDER_WORDS,
+    MAX_HISTORY_ITEM_CHARS,
+    MAX_HISTORY_ITEMS,
+    MAX_INT_PATIENT_ID,
+    MAX_NOTES_CHARS,
+    MAX_PATIENT_ID_CHARS,
+    MAX_POINTS_PER_VARIABLE,
+    META_KEYS,
+    HourlyPatient,
+    NormalizedPatient,
+    Observation,
+    PatientHistory,
 )
 from sepsis_shared.variables import (
     BINARY_VARIABLES,
@@ -64,148 +79,18 @@ __all__ = [
     "batch_items",
     "parse_patient",
     "parse_patient_hourly",
+    "parse_patients_hourly",
     "patient_batch_request_openapi",
     "patient_request_openapi",
     "patient_schema",
 ]
 
-MAX_POINTS_PER_VARIABLE: Final = 2000
-MAX_NOTES_CHARS: Final = 20_000
-MAX_HISTORY_ITEMS: Final = 200
-MAX_HISTORY_ITEM_CHARS: Final = 500
-MAX_PATIENT_ID_CHARS: Final = 128
-
-
-class Observation(NamedTuple):
-    """One measurement: its value (canonical unit) and how many hours before the scored hour."""
-
-    value: float
-    hours_ago: float
-
-
-class PatientHistory(BaseModel):
-    """Known conditions and current medications, as free text."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    conditions: list[str] = Field(
-        default_factory=list, description="Known conditions, e.g. `diabetes`, `COPD`."
-    )
-    medications: list[str] = Field(
-        default_factory=list, description="Current medications, e.g. `metformin`."
-    )
-
-
-_EMPTY: Mapping[str, tuple[Observation, ...]] = {}
-
-
-@dataclass(frozen=True, slots=True)
-class NormalizedPatient:
-    """A validated patient: canonical names, canonical units, every series oldest first."""
-
-    patient_id: str | None = None
-    series: Mapping[str, tuple[Observation, ...]] = field(default_factory=dict)
-    """Canonical name -> observations, oldest first; only variables that were sent."""
-    age: float | None = None
-    gender: int | None = None
-    """0 female, 1 male."""
-    iculos: float | None = None
-    """Hours since ICU admission at the scored hour, when known."""
-    hosp_adm_time: float | None = None
-    """Hours between hospital and ICU admission, when known (usually negative)."""
-    notes: str | None = None
-    history: PatientHistory = field(default_factory=PatientHistory)
-    reference_time: datetime | None = None
-    """The newest timestamp of any time series sent (the scored hour), None without series."""
-
-    def observations(self, name: str) -> tuple[Observation, ...]:
-        """The observations of a canonical variable, oldest first (empty when not sent)."""
-        return self.series.get(name, ())
-
-    def latest(self, name: str) -> float | None:
-        """The newest value of a canonical variable, None when it was not sent."""
-        obs = self.series.get(name)
-        return obs[-1].value if obs else None
-
-    def values(self, name: str) -> tuple[float, ...]:
-        """The values of a canonical variable, oldest first (empty when not sent)."""
-        return tuple(o.value for o in self.series.get(name, ()))
-
-    def has(self, name: str) -> bool:
-        """Whether the variable was sent."""
-        return name in self.series
-
-
-_HOURS: Final = tuple(float(h) for h in range(MAX_POINTS_PER_VARIABLE))
-# Observation(value, hours_ago) made by tuple.__new__ directly, as its generated __new__ does.
-_observation: Final[Callable[[tuple[float, float]], Observation]] = partial(
-    tuple.__new__, Observation
-)
-
-
-@dataclass(frozen=True, slots=True)
-class HourlyPatient:
-    """A validated patient whose every variable came as a number or a list of numbers.
-
-    `hourly` holds each variable sent, newest first: its value i is from i hours before the
-    scored hour (a single number is the scored hour). This is how most requests arrive; kept
-    in this form, a batch can be laid out in arrays without building an `Observation` per
-    value. `normalized()` is exactly what `parse_patient` returns for the same request.
-    """
-
-    patient_id: str | None
-    hourly: Mapping[str, tuple[float, ...]]
-    """Canonical name -> values, newest first (index = hours before the scored hour)."""
-    age: float | None
-    gender: int | None
-    iculos: float | None
-    hosp_adm_time: float | None
-    notes: str | None
-    history: PatientHistory | None
-    """None when none was sent (`normalized()` then gives an empty one)."""
-
-    def normalized(self) -> NormalizedPatient:
-        """The same patient as a NormalizedPatient (series oldest first)."""
-        series = {
-            # hours before the scored hour: len-1 for the oldest value down to 0
-            name: tuple(
-                map(_observation, zip(reversed(xs), _HOURS[len(xs) - 1 :: -1], strict=True))
-            )
-            for name, xs in self.hourly.items()
-        }
-        return NormalizedPatient(
-            patient_id=self.patient_id,
-            series=series,
-            age=self.age,
-            gender=self.gender,
-            iculos=self.iculos,
-            hosp_adm_time=self.hosp_adm_time,
-            notes=self.notes,
-            history=self.history
-            if self.history is not None
-            else PatientHistory.model_construct(conditions=[], medications=[]),
-        )
-
 
 # --------------------------------------------------------------------------------------------
 # Parsing
 
-_META_KEYS: Final[Mapping[str, str]] = {
-    "patient_id": "patient_id",
-    "patientid": "patient_id",
-    "notes": "notes",
-    "patient_history": "patient_history",
-    "history": "patient_history",
-    "units": "units",
-    "vitals": "vitals",
-    "labs": "labs",
-}
-_GENDER_WORDS: Final[Mapping[str, int]] = {"female": 0, "f": 0, "male": 1, "m": 1}
 _VAL_KEYS: Final = ("val", "value")
 _TS_KEYS: Final = ("ts", "timestamp", "time")
-
-_MAX_INT_ID: Final = 10**MAX_PATIENT_ID_CHARS
-"""A numeric patient_id must have at most MAX_PATIENT_ID_CHARS digits, like a string one."""
 
 _Converter = Callable[[float], float]
 
@@ -379,7 +264,7 @@ class _Parser:
         spec = VARIABLES[name]
         if name == "Gender":
             if isinstance(value, str):
-                code = _GENDER_WORDS.get(value.strip().lower())
+                code = GENDER_WORDS.get(value.strip().lower())
                 if code is None:
                     self.err(path, "expected 0/1 or female/male (f/m)")
                     return None
@@ -467,197 +352,6 @@ def _hours(delta_seconds: float) -> float:
     return delta_seconds / 3600.0
 
 
-# --------------------------------------------------------------------------------------------
-# The common case in one pass: numbers and lists of numbers, no units, no time series, nothing
-# wrong. Anything else makes `_parse_common` return None and goes through `_parse_general`,
-# which reads every form and reports every error: results and errors are always the general
-# parser's, the common case just gets there sooner.
-
-_SERIES: Final = 0
-_SCALAR: Final = 1
-_GENDER: Final = 2
-
-
-class _Entry(NamedTuple):
-    name: str
-    low: float
-    high: float
-    integer: bool
-    binary: bool
-    kind: int
-
-
-def _entries() -> dict[str, _Entry]:
-    """Each spelling `canonical_name` accepts as it is (names, aliases, their lower case),
-    by which a variable is found with one lookup."""
-    table: dict[str, _Entry] = {}
-    for spec in VARIABLES.values():
-        if spec.name in SERIES_VARIABLES:
-            kind = _SERIES
-        elif spec.name == "Gender":
-            kind = _GENDER
-        else:
-            kind = _SCALAR
-        entry = _Entry(
-            spec.name, spec.low, spec.high, spec.integer, spec.name in BINARY_VARIABLES, kind
-        )
-        for key in (spec.name, *spec.aliases):
-            for spelling in (key, key.lower()):
-                # a spelling that is also a request key (`notes`, `units`, ...) is read as that
-                if canonical_name(spelling) == spec.name and spelling.lower() not in _META_KEYS:
-                    table[spelling] = entry
-    return table
-
-
-_ENTRIES: Final = _entries()
-_NUMBER_TYPES: Final = frozenset({float, int})
-_FLOAT_TYPE: Final = frozenset({float})
-
-
-def _scalar(entry: _Entry, value: object) -> float | None:
-    """A valid single value as a float, else None (the general parser then says why)."""
-    if type(value) is float or type(value) is int:
-        if not entry.low <= value <= entry.high:  # NaN fails; so do huge ints, before float()
-            return None
-        x = float(value)
-        if entry.integer and not x.is_integer():
-            return None
-        return x
-    if type(value) is bool and entry.binary:
-        return 1.0 if value else 0.0
-    if type(value) is str and entry.name == "Consciousness":
-        code = CONSCIOUSNESS_CODES.get(value.strip().lower())
-        return None if code is None else float(code)
-    return None
-
-
-def _numbers(entry: _Entry, values: list[Any]) -> tuple[float, ...] | None:
-    """A valid list of plain numbers as floats (newest first), else None."""
-    if not 0 < len(values) <= MAX_POINTS_PER_VARIABLE:
-        return None
-    if _FLOAT_TYPE.issuperset(map(type, values)):
-        floats = True
-    elif _NUMBER_TYPES.issuperset(map(type, values)):
-        floats = False
-    else:
-        return None
-    # the range is checked before float(): an integer can be too large for a float
-    if min(values) < entry.low or max(values) > entry.high:
-        return None
-    xs = tuple(values) if floats else tuple(map(float, values))
-    # min and max can step over a NaN: a NaN (or an infinity) makes the sum non-finite
-    if not math.isfinite(sum(xs)):
-        return None
-    if entry.integer and not all(x.is_integer() for x in xs):
-        return None
-    return xs
-
-
-def _parse_common(raw: dict[Any, Any]) -> HourlyPatient | None:
-    """The patient when `raw` is of the common, valid kind; None for anything else."""
-    series: dict[str, tuple[float, ...]] = {}
-    seen: set[str] = set()
-    scalars: dict[str, float] = {}
-    patient_id: str | None = None
-    notes: str | None = None
-    history: PatientHistory | None = None
-    # the top-level keys; the content of `vitals` and `labs` is read where they stand
-    pending: list[Any] = [iter(raw.items())]
-    top = True
-    while pending:
-        for key, value in pending[-1]:
-            entry = _ENTRIES.get(key)
-            if entry is None:
-                meta = (_META_KEYS.get(key) or _META_KEYS.get(key.lower())) if top else None
-                if meta is not None:
-                    if meta == "vitals" or meta == "labs":
-                        if value is None:
-                            continue
-                        if type(value) is not dict:
-                            return None
-                        pending.append(iter(value.items()))
-                        top = False
-                        break
-                    if value is None:
-                        if meta == "patient_history":
-                            history = None
-                        continue
-                    if meta == "patient_id":
-                        if type(value) is str and 0 < len(value) <= MAX_PATIENT_ID_CHARS:
-                            patient_id = value
-                        elif type(value) is int and abs(value) < _MAX_INT_ID:
-                            patient_id = str(value)
-                        else:
-                            return None
-                    elif meta == "notes":
-                        if type(value) is not str or len(value) > MAX_NOTES_CHARS:
-                            return None
-                        notes = value
-                    elif meta == "patient_history":
-                        parser = _Parser()
-                        history = parser.parse_history(value, key)
-                        if parser.errors:
-                            return None
-                    else:  # units: conversions are for the general parser
-                        return None
-                    continue
-                entry = _ENTRIES.get(key.lower())
-                if entry is None:
-                    if key.lower() in IGNORED_NAMES:
-                        continue
-                    return None
-            name = entry.name
-            if name in seen:
-                return None
-            seen.add(name)
-            if value is None:
-                continue
-            kind = entry.kind
-            if kind == _SERIES:
-                if type(value) is list:
-                    xs = _numbers(entry, value)
-                    if xs is None:
-                        return None
-                    series[name] = xs
-                    continue
-                x = _scalar(entry, value)
-                if x is None:
-                    return None
-                series[name] = (x,)
-            elif kind == _GENDER:
-                if type(value) is str:
-                    code = _GENDER_WORDS.get(value.strip().lower())
-                    if code is None:
-                        return None
-                elif (type(value) is int or type(value) is float) and value in (0, 1):
-                    code = int(value)
-                else:
-                    return None
-                scalars[name] = float(code)
-            else:
-                x = _scalar(entry, value)
-                if x is None:
-                    return None
-                scalars[name] = x
-        else:
-            # this mapping is done: back to the one that held it
-            pending.pop()
-            top = len(pending) == 1
-    if not series:
-        return None
-    gender = scalars.get("Gender")
-    return HourlyPatient(
-        patient_id=patient_id,
-        hourly=series,
-        age=scalars.get("Age"),
-        gender=None if gender is None else int(gender),
-        iculos=scalars.get("ICULOS"),
-        hosp_adm_time=scalars.get("HospAdmTime"),
-        notes=notes,
-        history=history,
-    )
-
-
 def parse_patient(raw: object, *, field_prefix: str = "") -> NormalizedPatient:
     """Validate and normalise one patient in either input form.
 
@@ -665,7 +359,7 @@ def parse_patient(raw: object, *, field_prefix: str = "") -> NormalizedPatient:
     `field_prefix` prepended (`patients[3]` in a batch).
     """
     if type(raw) is dict:
-        common = _parse_common(raw)
+        common = read_common(raw)
         if common is not None:
             return common.normalized()
     return _parse_general(raw, field_prefix=field_prefix)
@@ -675,19 +369,46 @@ def parse_patient_hourly(
     raw: object, *, field_prefix: str = ""
 ) -> HourlyPatient | NormalizedPatient:
     """`parse_patient`, but a request of numbers and lists of numbers only (no time series,
-    no units: the common kind) comes back as an `HourlyPatient`, without `Observation`s.
+    no units, no history: the common kind) comes back as an `HourlyPatient`, without
+    `Observation`s.
 
     Raises InvalidInput exactly as `parse_patient` does.
     """
     if type(raw) is dict:
-        common = _parse_common(raw)
+        common = read_common(raw)
         if common is not None:
             return common
     return _parse_general(raw, field_prefix=field_prefix)
 
 
+def parse_patients_hourly(
+    items: Sequence[object], *, prefix: str = "patients"
+) -> list[HourlyPatient | NormalizedPatient | InvalidInput]:
+    """`parse_patient_hourly` of each item (field prefix `prefix[i]`), or the InvalidInput it
+    raises, in item order.
+
+    The same answers, sooner: the lists of numbers of the common items are checked once per
+    variable across all items (types, range, finiteness) rather than list by list; only a
+    variable whose values do not all pass is checked list by list, to find whose they are.
+    """
+    out: list[HourlyPatient | NormalizedPatient | InvalidInput | None] = []
+    deferred: Deferred = []
+    for i, raw in enumerate(items):
+        out.append(read_common(raw, deferred, i) if type(raw) is dict else None)
+    failed = check_deferred(deferred)
+    done: list[HourlyPatient | NormalizedPatient | InvalidInput] = []
+    for i, parsed in enumerate(out):
+        if parsed is None or i in failed:
+            try:
+                parsed = _parse_general(items[i], field_prefix=f"{prefix}[{i}]")
+            except InvalidInput as exc:
+                parsed = exc
+        done.append(parsed)
+    return done
+
+
 def _parse_general(raw: object, *, field_prefix: str = "") -> NormalizedPatient:
-    """Every form and every error: the reference `_parse_common` must agree with."""
+    """Every form and every error: the reference the common path (`read_common`) agrees with."""
     if not isinstance(raw, dict):
         raise InvalidInput.for_fields(
             [
@@ -708,7 +429,7 @@ def _parse_general(raw: object, *, field_prefix: str = "") -> NormalizedPatient:
     units_raw: object = None
     units_key = "units"
     for key, value in raw.items():
-        meta = _META_KEYS.get(key) or _META_KEYS.get(key.lower())
+        meta = META_KEYS.get(key) or META_KEYS.get(key.lower())
         if meta == "units":
             units_raw, units_key = value, key
             break
@@ -729,7 +450,7 @@ def _parse_general(raw: object, *, field_prefix: str = "") -> NormalizedPatient:
             items.append((name, path, value))
 
     for key, value in raw.items():
-        meta = _META_KEYS.get(key) or _META_KEYS.get(key.lower())
+        meta = META_KEYS.get(key) or META_KEYS.get(key.lower())
         if meta is None:
             add(key, value, key)
         elif meta == "vitals" or meta == "labs":
@@ -745,7 +466,7 @@ def _parse_general(raw: object, *, field_prefix: str = "") -> NormalizedPatient:
                 continue
             if isinstance(value, str) and 0 < len(value) <= MAX_PATIENT_ID_CHARS:
                 patient_id = value
-            elif type(value) is int and abs(value) < _MAX_INT_ID:
+            elif type(value) is int and abs(value) < MAX_INT_PATIENT_ID:
                 patient_id = str(value)
             else:
                 p.err(key, f"expected a string of 1 to {MAX_PATIENT_ID_CHARS} characters")

@@ -2,7 +2,7 @@
 
 The routes read the raw JSON body themselves (parsing is done by `sepsis_shared.patient`, which
 re-exports everything here), so they document the body with `openapi_extra`. The limits quoted
-in the schema are the parser's own.
+in the schema are the parser's own (`sepsis_shared.patient_types`).
 """
 
 from __future__ import annotations
@@ -11,6 +11,11 @@ import copy
 from collections.abc import Mapping
 from typing import Any, Final
 
+from sepsis_shared.patient_types import (
+    MAX_NOTES_CHARS,
+    MAX_PATIENT_ID_CHARS,
+    MAX_POINTS_PER_VARIABLE,
+)
 from sepsis_shared.variables import DEMOGRAPHICS, SERIES_VARIABLES, VARIABLES, VariableSpec
 
 __all__ = [
@@ -82,10 +87,6 @@ _POINT_SCHEMA: Final[Mapping[str, Any]] = {
 
 
 def _value_schema(spec: VariableSpec) -> dict[str, Any]:
-    # The parser's limits are read when a schema is built, not at import time: the parser
-    # module re-exports this one, so either may then be imported first.
-    from sepsis_shared.patient import MAX_POINTS_PER_VARIABLE
-
     unit = f" ({spec.unit})" if spec.unit else ""
     number: dict[str, Any] = {"type": "number", "minimum": spec.low, "maximum": spec.high}
     if spec.name == "Consciousness":
@@ -137,8 +138,6 @@ def _demographic_schema(spec: VariableSpec) -> dict[str, Any]:
 
 
 def _meta_properties() -> dict[str, Any]:
-    from sepsis_shared.patient import MAX_NOTES_CHARS, MAX_PATIENT_ID_CHARS
-
     return {
         "patient_id": {
             "type": "string",
