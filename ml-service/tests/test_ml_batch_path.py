@@ -26,6 +26,7 @@ import pytest
 import yaml
 
 from sepsis_ml import batch_scores as batch_scores_module
+from sepsis_ml.batch_assess import EncodedAssessment
 from sepsis_ml.batch_inputs import COLUMN, LATEST_VARIABLES, batch_inputs
 from sepsis_ml.batch_scores import SCORES, ScoreCache, batch_scores
 from sepsis_ml.config import MLSettings
@@ -36,7 +37,7 @@ from sepsis_ml.model import SepsisModel
 from sepsis_ml.runtime import (
     InferenceRuntime,
     ServiceState,
-    assess_batch,
+    assess_patients,
     assessment,
     encode_json,
 )
@@ -186,13 +187,17 @@ def assert_batch_equals_single(
         probabilities = state.model.predict(features_for_windows(inputs)).tolist()
     else:
         predict = _fixed(probabilities)
-    entries = assess_batch(state, loaded, patients, predict=predict, request_id="req-1")
+    entries = assess_patients(state, loaded, patients, predict=predict, request_id="req-1")
     out = []
-    for raw, entry, probability in zip(requests, entries, probabilities, strict=True):
-        assert not isinstance(entry, ServiceError), raw
+    for i, (raw, entry, probability) in enumerate(
+        zip(requests, entries, probabilities, strict=True)
+    ):
+        assert isinstance(entry, EncodedAssessment), raw
         single = assessment(state, loaded, parse_patient(raw), probability, "req-1")
-        assert encode_json(entry) == encode_json(single), raw
-        out.append(entry)
+        single["processing_time_ms"] = 12.5 + i
+        assert entry.json(12.5 + i) == encode_json(single), raw
+        assert entry.json(3.0, i) == encode_json({**single, "processing_time_ms": 3.0, "index": i})
+        out.append(json.loads(entry.json(0.0)))
     return out
 
 
@@ -357,13 +362,13 @@ def test_a_defect_in_the_vectorised_scores_falls_back_to_the_reference(
     requests = [{"Resp": 25, "SBP": 95, "GCS": 14, "HR": 100}, {"Resp": 12, "SBP": 130}]
     with caplog.at_level(logging.ERROR, logger="sepsis_ml.runtime"):
         entries = assert_batch_equals_single(state, requests, [0.01, 0.02])
-    assert json.loads(encode_json(entries[0]))["clinical_scores"]["qsofa"]["score"] == 3
+    assert entries[0]["clinical_scores"]["qsofa"]["score"] == 3
     assert "batch scores differ from the shared scores" in caplog.text
 
 
 def test_a_non_finite_probability_fails_that_patient_only(state: ServiceState) -> None:
     patients = [parse_patient_hourly({"HR": 80}), parse_patient_hourly({"HR": 120, "Resp": 30})]
-    entries = assess_batch(
+    entries = assess_patients(
         state,
         state.configs.current,
         patients,
@@ -372,5 +377,5 @@ def test_a_non_finite_probability_fails_that_patient_only(state: ServiceState) -
     )
     assert isinstance(entries[0], ServiceError)
     assert entries[0].code == "internal_error"
-    assert not isinstance(entries[1], ServiceError)
-    assert entries[1]["model_probability"] == 0.3
+    assert isinstance(entries[1], EncodedAssessment)
+    assert json.loads(entries[1].json(1.0))["model_probability"] == 0.3

@@ -95,9 +95,10 @@ class BatchBlend:
     _fired_keys: list[bytes] = field(default_factory=list)
     _fired_names: dict[bytes, list[str]] = field(default_factory=dict)
 
-    def rules_fired(self, i: int) -> list[str]:
-        """The rules that held for patient i, in the config's order (a list shared between
-        the patients with the same rules: do not mutate it)."""
+    def fired_key(self, i: int) -> tuple[bytes, list[str]]:
+        """Which rules held for patient i: a key equal between patients with the same rules,
+        and their names in the config's order (shared between those patients: do not mutate
+        it)."""
         if not self._fired_keys:
             self._fired_keys.extend(row.tobytes() for row in np.packbits(self.fired, axis=1))
         key = self._fired_keys[i]
@@ -105,7 +106,7 @@ class BatchBlend:
         if names is None:
             names = [self.rule_names[j] for j in np.flatnonzero(self.fired[i])]
             self._fired_names[key] = names
-        return names
+        return key, names
 
 
 def batch_blend(
@@ -205,8 +206,8 @@ class DriverChoice:
     """Which driver candidates each patient gets, most important first."""
 
     columns: list[list[int]]
-    trend_change: list[list[float]]
-    trend_span: list[list[float]]
+    trend_change: FloatArray
+    trend_span: FloatArray
 
 
 def choose_drivers(
@@ -268,8 +269,8 @@ def choose_drivers(
     said = np.clip((weights >= WEIGHT_WORTH_SAYING).sum(axis=1), MIN_DRIVERS, MAX_DRIVERS)
     return DriverChoice(
         columns=[row[:k] for row, k in zip(ranked.tolist(), said.tolist(), strict=True)],
-        trend_change=trend_change.tolist(),
-        trend_span=trend_span.tolist(),
+        trend_change=trend_change,
+        trend_span=trend_span,
     )
 
 
@@ -309,6 +310,8 @@ def driver_sentences(  # positional: it is called once per patient
             k = column - _FIRST_TREND
             name, _, unit = TRENDS[k]
             out.append(
-                trend_sentence(name, choice.trend_change[i][k], unit, choice.trend_span[i][k])
+                trend_sentence(
+                    name, float(choice.trend_change[i, k]), unit, float(choice.trend_span[i, k])
+                )
             )
     return out

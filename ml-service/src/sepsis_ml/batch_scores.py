@@ -21,11 +21,13 @@ from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
+from pydantic_core import to_json
 
 from sepsis_ml.batch_inputs import COLUMN
 from sepsis_ml.blend import ScoreSentence
 from sepsis_ml.mlconfig import ScoreName
 from sepsis_shared import scores as s
+from sepsis_shared.assessment import missing_inputs
 from sepsis_shared.patient import HourlyPatient, NormalizedPatient
 
 FloatArray = npt.NDArray[np.float64]
@@ -290,9 +292,10 @@ def batch_scores(latest: FloatArray, urine_points: IntArray) -> BatchScores:
 
 @dataclass(frozen=True, slots=True)
 class CachedScore:
-    """A score result as plain data (ready to encode) and its driver sentence."""
+    """A score result as plain data, as JSON, and its driver sentence."""
 
     data: dict[str, Any]
+    json: bytes
     sentence: ScoreSentence
 
 
@@ -305,11 +308,31 @@ class ScoreCache:
 
     def __init__(self, max_entries: int = 20_000) -> None:
         self._results: tuple[dict[int, CachedScore], ...] = tuple({} for _ in SCORES)
+        self._missing: dict[bytes, bytes] = {}
         self._max_entries = max_entries
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
-        return sum(len(r) for r in self._results)
+        return sum(len(r) for r in self._results) + len(self._missing)
+
+    def missing_inputs(self, presence: bytes, patient: HourlyPatient | NormalizedPatient) -> bytes:
+        """`missing_inputs` of `patient` as JSON; `presence` says which of the variables it
+        looks at were sent (equal presence, equal answer)."""
+        found = self._missing.get(presence)
+        if found is None:
+            if isinstance(patient, HourlyPatient):
+                patient = patient.normalized()
+            found = to_json(missing_inputs(patient))
+            self._store(self._missing, presence, found)
+        return found
+
+    def _store(self, table: dict[Any, Any], key: Any, value: Any) -> None:
+        with self._lock:
+            if len(self) >= self._max_entries:
+                for results in self._results:
+                    results.clear()
+                self._missing.clear()
+            table[key] = value
 
     def results(
         self, index: int, key: int, patient: HourlyPatient | NormalizedPatient
@@ -329,13 +352,10 @@ class ScoreCache:
             raise ScoreMismatch(f"{score.name}: components {got}, vectorised {expected}")
         data = CachedScore(
             data=result.model_dump(),
+            json=to_json(result),
             sentence=ScoreSentence.of(
                 ScoreName(score.name), result.score, result.max_score, result.components
             ),
         )
-        with self._lock:
-            if len(self) >= self._max_entries:
-                for table in self._results:
-                    table.clear()
-            self._results[index][key] = data
+        self._store(self._results[index], key, data)
         return data

@@ -224,6 +224,8 @@ _COMPONENT_VARIABLES: Final[Mapping[str, str]] = {
     "renal": "Creatinine",
     "cardiovascular": "MAP",
 }
+QUOTED_VARIABLES: Final = tuple(dict.fromkeys(_COMPONENT_VARIABLES.values()))
+"""The variables whose latest values a score sentence may quote."""
 DRIVER_SCORE_ORDER: Final = (ScoreName.qsofa, ScoreName.news2, ScoreName.sirs, ScoreName.sofa)
 """The order score sentences are offered in (it breaks ties between equal weights)."""
 _SCORE_TITLES: Final[Mapping[ScoreName, str]] = {

@@ -3,10 +3,9 @@
 Everything CPU-bound for a request (JSON decoding, input parsing, features, the ONNX call,
 clinical scores, the blend, JSON encoding) runs in one hop on a thread pool sized to the
 cores, never on the event loop. A single patient goes through the per-patient functions
-(`assessment`). A batch goes through their vectorised twins, column-wise over all its valid
-patients (`batch_inputs`, `batch_scores`, `batch_blend`) with one model call, and gives each
-patient exactly what `assessment` gives it; only the response dicts and the driver sentences
-are built per patient. A patient that fails validation becomes an error entry at its index.
+(`assessment`). A batch goes through their vectorised twins (`batch_assess`), column-wise over
+all its valid patients with one model call, and gives each patient exactly what `assessment`
+gives it. A patient that fails validation becomes an error entry at its index.
 """
 
 from __future__ import annotations
@@ -17,36 +16,30 @@ import functools
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Final, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 import pydantic_core
 
-from sepsis_ml.batch_blend import (
-    PRIORITY_BY_RANK,
-    BatchBlend,
-    DriverChoice,
-    batch_blend,
-    choose_drivers,
-    driver_sentences,
-)
-from sepsis_ml.batch_inputs import COLUMN, Patient, batch_inputs
-from sepsis_ml.batch_scores import SCORES, ScoreCache, ScoreMismatch, batch_scores
-from sepsis_ml.blend import DRIVER_SCORE_ORDER, blend, drivers, score_values, shock_facts
+from sepsis_ml.batch_assess import EncodedAssessment, assess_batch
+from sepsis_ml.batch_assess import encode_json as encode_json  # re-exported: part of the pipeline
+from sepsis_ml.batch_blend import PRIORITY_BY_RANK
+from sepsis_ml.batch_inputs import Patient
+from sepsis_ml.batch_scores import ScoreCache
+from sepsis_ml.blend import blend, drivers, score_values, shock_facts
 from sepsis_ml.config import MLSettings
-from sepsis_ml.features import features_for_windows, features_from_arrays, window_from_patient
+from sepsis_ml.features import features_for_windows, window_from_patient
 from sepsis_ml.metrics import InferenceStats, ServiceMetrics
-from sepsis_ml.mlconfig import BlendPlan, ConfigStore, LoadedConfig
+from sepsis_ml.mlconfig import ConfigStore, LoadedConfig
 from sepsis_ml.model import SepsisModel
-from sepsis_shared.assessment import KEY_INPUTS, Priority, alert_for, missing_inputs
+from sepsis_shared.assessment import Priority, alert_for, missing_inputs
 from sepsis_shared.errors import FieldError, InvalidInput, ServiceError
 from sepsis_shared.patient import (
     FLAT_EXAMPLE,
-    HourlyPatient,
     NormalizedPatient,
     batch_items,
     parse_patient,
@@ -139,11 +132,6 @@ def decode_json(body: bytes) -> object:
     raise InvalidInput.for_fields([FieldError(field="body", message=message)])
 
 
-def encode_json(payload: Mapping[str, Any]) -> bytes:
-    """Compact UTF-8 JSON (pydantic models inside are serialised by their own schema)."""
-    return pydantic_core.to_json(payload, inf_nan_mode="null")
-
-
 @functools.cache
 def _alert(priority: Priority) -> dict[str, Any]:
     return alert_for(priority).model_dump(mode="json")
@@ -231,7 +219,7 @@ def score_batch(
     """A `{"patients": [...]}` body -> the batch response body, one model call for all."""
     items: Sequence[object] = batch_items(decode_json(body), max_items=state.settings.max_batch)
     loaded = state.configs.current
-    results: list[dict[str, Any] | None] = [None] * len(items)
+    results: list[EncodedAssessment | dict[str, Any] | None] = [None] * len(items)
     patients: list[Patient] = []
     indices: list[int] = []
     for index, parsed in enumerate(parse_patients_hourly(items, prefix="patients")):
@@ -241,26 +229,28 @@ def score_batch(
             patients.append(parsed)
             indices.append(index)
     if patients:
-        assessments = assess_batch(
+        assessed = assess_patients(
             state, loaded, patients, predict=state.runtime.predict, request_id=request_id
         )
-        for index, entry in zip(indices, assessments, strict=True):
-            if isinstance(entry, ServiceError):
-                results[index] = _item_error(index, entry)
-            else:
-                entry["index"] = index
-                results[index] = entry
+        for index, entry in zip(indices, assessed, strict=True):
+            results[index] = _item_error(index, entry) if isinstance(entry, ServiceError) else entry
 
     elapsed = _elapsed_ms(started)
+    elapsed_json = encode_json(elapsed)
     errors = 0
-    for done in results:
-        if done is None or "error" in done:
-            errors += 1
+    # {"results": [...], "count": ...}: the results written one by one, then the rest; all
+    # joined in one copy
+    parts: list[bytes] = [b'{"results":[']
+    for index, done in enumerate(results):
+        if index:
+            parts.append(b",")
+        if isinstance(done, EncodedAssessment):
+            parts.extend(done.pieces(elapsed_json, index))
         else:
-            done["processing_time_ms"] = elapsed
-    return encode_json(
+            errors += 1
+            parts.append(encode_json(done))
+    rest = encode_json(
         {
-            "results": results,
             "count": len(items),
             "errors": errors,
             "processing_time_ms": elapsed,
@@ -269,191 +259,36 @@ def score_batch(
             "request_id": request_id,
         }
     )
+    parts.append(b"],")
+    parts.append(rest[1:])
+    return b"".join(parts)
 
 
-def _normalized(patient: Patient) -> NormalizedPatient:
-    return patient.normalized() if isinstance(patient, HourlyPatient) else patient
-
-
-_DRIVER_SCORES: Final = tuple(
-    [score.name for score in SCORES].index(name) for name in DRIVER_SCORE_ORDER
-)
-"""Positions in SCORES of the scores in the order drivers offers them."""
-_PRESENCE: Final = tuple(dict.fromkeys((*KEY_INPUTS, "SBP", "DBP")))
-"""The variables `missing_inputs` looks at."""
-
-
-def assess_batch(
+def assess_patients(
     state: ServiceState,
     loaded: LoadedConfig,
     patients: Sequence[Patient],
     *,
     predict: Callable[[npt.NDArray[np.float32]], FloatArray],
     request_id: str | None,
-) -> list[dict[str, Any] | ServiceError]:
-    """`assessment` of every patient (processing_time_ms still 0), vectorised; a patient whose
-    assessment fails gets a ServiceError in its place, the others are unaffected."""
-    plan = loaded.plan
+) -> list[EncodedAssessment | ServiceError]:
+    """`assessment` of each patient as JSON, by the vectorised batch path."""
     threshold = state.alert_threshold(loaded)
-    inputs = batch_inputs(patients)
-    probabilities = predict(
-        features_from_arrays(inputs.windows, inputs.age, inputs.gender, inputs.iculos)
-    )
-    scores = batch_scores(inputs.latest, inputs.urine_points)
-    result = batch_blend(
-        probability=probabilities,
-        totals=scores.totals,
-        latest=inputs.latest,
-        plan=plan,
-        alert_threshold=threshold,
-    )
-    choice = choose_drivers(
-        result=result,
-        totals=scores.totals,
-        trend_change=inputs.trend_change,
-        trend_span=inputs.trend_span,
-        plan=plan,
-    )
-    presence = np.packbits(
-        ~np.isnan(inputs.latest[:, [COLUMN[name] for name in _PRESENCE]]), axis=1
-    )
-    assemble = _Assembly(
-        cache=state.scores,
-        choice=choice,
-        result=result,
-        threshold=threshold,
-        plan=plan,
-        constant={
-            "model": state.model_info,
-            "request_id": request_id,
-            "alert_threshold": threshold,
-            "config_version": plan.config.version,
-        },
-    )
-    out: list[dict[str, Any] | ServiceError] = []
-    rows = zip(
+
+    def reference(patient: NormalizedPatient, probability: float) -> dict[str, Any]:
+        return assessment(state, loaded, patient, probability, request_id)
+
+    return assess_batch(
         patients,
-        probabilities.tolist(),
-        zip(*scores.keys, strict=True),
-        inputs.latest.tolist(),
-        [row.tobytes() for row in presence],
-        strict=True,
+        plan=loaded.plan,
+        alert_threshold=threshold,
+        predict=predict,
+        cache=state.scores,
+        alerts=[_alert(p) for p in PRIORITY_BY_RANK],
+        model=state.model_info,
+        request_id=request_id,
+        reference=reference,
     )
-    for i, (patient, probability, keys, latest_row, presence_key) in enumerate(rows):
-        try:
-            if not math.isfinite(probability):
-                raise RuntimeError("the model returned a non-finite probability")
-            entry = assemble(i, patient, probability, keys, latest_row, presence_key)
-        except ScoreMismatch:
-            # A defect of the vectorised scores: log it, and assess this patient the
-            # per-patient way, which is the reference.
-            logger.exception("batch scores differ from the shared scores", extra={"row": i})
-            try:
-                entry = assessment(state, loaded, _normalized(patient), probability, request_id)
-            except Exception:
-                logger.exception("assessment failed for one batch item", extra={"row": i})
-                out.append(_assessment_failed())
-                continue
-        except Exception:
-            # One patient that trips a defect must not fail the others; the log has the trace.
-            logger.exception("assessment failed for one batch item", extra={"row": i})
-            out.append(_assessment_failed())
-            continue
-        out.append(entry)
-    return out
-
-
-def _assessment_failed() -> ServiceError:
-    return ServiceError("Internal error assessing this patient; see the server log.")
-
-
-class _Assembly:
-    """Builds each patient's assessment dict from the batch's columns (what is the same for
-    every patient of the batch is worked out once)."""
-
-    def __init__(
-        self,
-        *,
-        cache: ScoreCache,
-        choice: DriverChoice,
-        result: BatchBlend,
-        threshold: float,
-        plan: BlendPlan,
-        constant: dict[str, Any],
-    ) -> None:
-        self.cache = cache
-        self.choice = choice
-        self.result = result
-        self.threshold = threshold
-        self.plan = plan
-        self.constant = constant
-        self.alerts = [_alert(p) for p in PRIORITY_BY_RANK]
-        self.priorities = [p.value for p in PRIORITY_BY_RANK]
-        self.model_alert = result.model_alert.tolist()
-        self.missing: dict[bytes, list[str]] = {}
-
-    def __call__(
-        self,
-        i: int,
-        patient: Patient,
-        probability: float,
-        keys: tuple[int, ...],
-        latest_row: list[float],
-        presence_key: bytes,
-    ) -> dict[str, Any]:
-        results = self.cache.results
-        found = (
-            results(0, keys[0], patient),
-            results(1, keys[1], patient),
-            results(2, keys[2], patient),
-            results(3, keys[3], patient),
-        )
-        missing = self.missing.get(presence_key)
-        if missing is None:
-            missing = missing_inputs(_normalized(patient))
-            self.missing[presence_key] = missing
-
-        def latest(name: str) -> float | None:
-            x = latest_row[COLUMN[name]]
-            return None if x != x else x  # NaN: not sent
-
-        result = self.result
-        rank = result.rank[i]
-        constant = self.constant
-        return {
-            "patient_id": patient.patient_id,
-            "risk_score": result.risk_score[i],
-            "sepsis_probability_6h": round(probability, 6),
-            "priority": self.priorities[rank],
-            "alert": self.alerts[rank],
-            "clinical_scores": {
-                "qsofa": found[0].data,
-                "sirs": found[1].data,
-                "news2": found[2].data,
-                "sofa": found[3].data,
-            },
-            "drivers": driver_sentences(
-                i,
-                self.choice,
-                result,
-                [found[k] for k in _DRIVER_SCORES],
-                latest,
-                probability,
-                self.threshold,
-                self.model_alert[i],
-                self.plan,
-            ),
-            "model": constant["model"],
-            "missing_inputs": missing,
-            "request_id": constant["request_id"],
-            "processing_time_ms": 0.0,
-            "priority_rule": result.rule[i],
-            "rules_fired": result.rules_fired(i),
-            "model_probability": probability,
-            "alert_threshold": constant["alert_threshold"],
-            "config_version": constant["config_version"],
-            "icu_los_known": patient.iculos is not None,
-        }
 
 
 def warm_up(state: ServiceState) -> None:
@@ -466,7 +301,7 @@ def warm_up(state: ServiceState) -> None:
     assessment(state, state.configs.current, patient, float(probabilities[0]), None)
     # the batch path too (uncounted), on both kinds of parsed patient
     batch = [parse_patient_hourly(dict(FLAT_EXAMPLE)), patient]
-    entries = assess_batch(
+    entries = assess_patients(
         state, state.configs.current, batch, predict=state.model.predict, request_id=None
     )
     if any(isinstance(entry, ServiceError) for entry in entries):
