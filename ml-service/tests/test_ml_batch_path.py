@@ -30,7 +30,15 @@ from sepsis_ml.batch_assess import EncodedAssessment
 from sepsis_ml.batch_inputs import COLUMN, LATEST_VARIABLES, batch_inputs
 from sepsis_ml.batch_scores import SCORES, ScoreCache, batch_scores
 from sepsis_ml.config import MLSettings
-from sepsis_ml.features import features_for_windows, features_from_arrays, window_from_patient
+from sepsis_ml.features import (
+    FEATURE_NAMES,
+    INPUT_VARIABLES,
+    WINDOW_HOURS,
+    PatientWindow,
+    features_for_windows,
+    features_from_arrays,
+    window_from_patient,
+)
 from sepsis_ml.metrics import InferenceStats, ServiceMetrics
 from sepsis_ml.mlconfig import ConfigStore, packaged_config_path
 from sepsis_ml.model import SepsisModel
@@ -379,3 +387,48 @@ def test_a_non_finite_probability_fails_that_patient_only(state: ServiceState) -
     assert entries[0].code == "internal_error"
     assert isinstance(entries[1], EncodedAssessment)
     assert json.loads(entries[1].json(1.0))["model_probability"] == 0.3
+
+
+# ---- one window, the single-request path ---------------------------------------------------
+
+
+def _random_window(rng: random.Random) -> PatientWindow:
+    values = np.full((WINDOW_HOURS, len(INPUT_VARIABLES)), np.nan)
+    for j, name in enumerate(INPUT_VARIABLES):
+        share = rng.choice([0.0, 0.15, 0.5, 1.0])
+        for h in range(WINDOW_HOURS):
+            if rng.random() < share:
+                spec = VARIABLES[name]
+                if name in THRESHOLDS and rng.random() < 0.6:
+                    x = rng.choice(THRESHOLDS[name]) + rng.choice(STEPS)
+                else:
+                    x = rng.uniform(spec.low, spec.high)
+                values[h, j] = min(max(round(x, rng.choice([0, 1, 3, 7])), spec.low), spec.high)
+    if rng.random() < 0.1:
+        values[:, [INPUT_VARIABLES.index("SBP"), INPUT_VARIABLES.index("Creatinine")]] = 0.0
+    unknown = [math.nan, 0.0, 1.0, 71.0, 350.5]
+    return PatientWindow(
+        values=values,
+        age=rng.choice(unknown),
+        gender=rng.choice(unknown),
+        iculos=rng.choice(unknown),
+    )
+
+
+def test_one_window_gives_the_vectorised_features_bit_for_bit() -> None:
+    rng = random.Random(9)
+    for _ in range(3000):
+        w = _random_window(rng)
+        one = features_for_windows([w])
+        stacked = features_from_arrays(
+            w.values[None, :, :],
+            np.array([w.age]),
+            np.array([w.gender]),
+            np.array([w.iculos]),
+        )
+        assert one.shape == stacked.shape == (1, len(FEATURE_NAMES))
+        assert one.dtype == stacked.dtype == np.float32
+        same = (one.view(np.uint32) == stacked.view(np.uint32)) | (
+            np.isnan(one) & np.isnan(stacked)
+        )
+        assert same.all(), [FEATURE_NAMES[k] for k in np.flatnonzero(~same[0])]
