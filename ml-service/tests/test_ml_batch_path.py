@@ -43,6 +43,7 @@ from sepsis_ml.metrics import InferenceStats, ServiceMetrics
 from sepsis_ml.mlconfig import ConfigStore, packaged_config_path
 from sepsis_ml.model import SepsisModel
 from sepsis_ml.runtime import (
+    VECTORISED_FROM,
     InferenceRuntime,
     ServiceState,
     assess_patients,
@@ -368,25 +369,38 @@ def test_a_defect_in_the_vectorised_scores_falls_back_to_the_reference(
         metrics=state.metrics,
     )
     requests = [{"Resp": 25, "SBP": 95, "GCS": 14, "HR": 100}, {"Resp": 12, "SBP": 130}]
+    requests *= VECTORISED_FROM  # large enough for the vectorised path
     with caplog.at_level(logging.ERROR, logger="sepsis_ml.runtime"):
-        entries = assert_batch_equals_single(state, requests, [0.01, 0.02])
+        entries = assert_batch_equals_single(state, requests, [0.01, 0.02] * VECTORISED_FROM)
     assert entries[0]["clinical_scores"]["qsofa"]["score"] == 3
     assert "batch scores differ from the shared scores" in caplog.text
 
 
-def test_a_non_finite_probability_fails_that_patient_only(state: ServiceState) -> None:
-    patients = [parse_patient_hourly({"HR": 80}), parse_patient_hourly({"HR": 120, "Resp": 30})]
+@pytest.mark.parametrize("size", [2, VECTORISED_FROM], ids=["one-by-one", "vectorised"])
+def test_a_non_finite_probability_fails_that_patient_only(state: ServiceState, size: int) -> None:
+    patients = [parse_patient_hourly({"HR": 80 + i, "Resp": 30}) for i in range(size)]
     entries = assess_patients(
         state,
         state.configs.current,
         patients,
-        predict=_fixed([math.nan, 0.3]),
+        predict=_fixed([math.nan] + [0.3] * (size - 1)),
         request_id=None,
     )
     assert isinstance(entries[0], ServiceError)
     assert entries[0].code == "internal_error"
-    assert isinstance(entries[1], EncodedAssessment)
-    assert json.loads(entries[1].json(1.0))["model_probability"] == 0.3
+    for entry in entries[1:]:
+        assert isinstance(entry, EncodedAssessment)
+        assert json.loads(entry.json(1.0))["model_probability"] == 0.3
+
+
+def test_small_batches_either_way(state: ServiceState) -> None:
+    # below VECTORISED_FROM patients are assessed one by one, from it on vectorised: the same
+    rng = random.Random(10)
+    for size in range(1, VECTORISED_FROM + 2):
+        requests = [generated_request(rng) for _ in range(size)]
+        threshold = state.alert_threshold(state.configs.current)
+        assert_batch_equals_single(state, requests, _probabilities(rng, size, threshold))
+        assert_batch_equals_single(state, requests)
 
 
 # ---- one window, the single-request path ---------------------------------------------------

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, Final, ParamSpec, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -40,6 +40,7 @@ from sepsis_shared.assessment import Priority, alert_for, missing_inputs
 from sepsis_shared.errors import FieldError, InvalidInput, ServiceError
 from sepsis_shared.patient import (
     FLAT_EXAMPLE,
+    HourlyPatient,
     NormalizedPatient,
     batch_items,
     parse_patient,
@@ -264,6 +265,12 @@ def score_batch(
     return b"".join(parts)
 
 
+VECTORISED_FROM: Final = 7
+"""Batches this large or larger take the vectorised path; below, its fixed cost (a few hundred
+numpy calls, about a millisecond) exceeds the per-patient path's, which gives the same
+results."""
+
+
 def assess_patients(
     state: ServiceState,
     loaded: LoadedConfig,
@@ -272,7 +279,10 @@ def assess_patients(
     predict: Callable[[npt.NDArray[np.float32]], FloatArray],
     request_id: str | None,
 ) -> list[EncodedAssessment | ServiceError]:
-    """`assessment` of each patient as JSON, by the vectorised batch path."""
+    """`assessment` of each patient as JSON, with one model call; a patient whose assessment
+    fails gets a ServiceError in its place, the others are unaffected."""
+    if len(patients) < VECTORISED_FROM:
+        return _assess_one_by_one(state, loaded, patients, predict=predict, request_id=request_id)
     threshold = state.alert_threshold(loaded)
 
     def reference(patient: NormalizedPatient, probability: float) -> dict[str, Any]:
@@ -291,6 +301,31 @@ def assess_patients(
     )
 
 
+def _assess_one_by_one(
+    state: ServiceState,
+    loaded: LoadedConfig,
+    patients: Sequence[Patient],
+    *,
+    predict: Callable[[npt.NDArray[np.float32]], FloatArray],
+    request_id: str | None,
+) -> list[EncodedAssessment | ServiceError]:
+    normalized = [p.normalized() if isinstance(p, HourlyPatient) else p for p in patients]
+    features = np.vstack([features_for_windows([window_from_patient(p)]) for p in normalized])
+    out: list[EncodedAssessment | ServiceError] = []
+    for i, (patient, probability) in enumerate(
+        zip(normalized, predict(features).tolist(), strict=True)
+    ):
+        try:
+            entry = assessment(state, loaded, patient, probability, request_id)
+        except Exception:
+            # One patient that trips a defect must not fail the others; the log has the trace.
+            logger.exception("assessment failed for one batch item", extra={"row": i})
+            out.append(ServiceError("Internal error assessing this patient; see the server log."))
+            continue
+        out.append(EncodedAssessment.of(entry))
+    return out
+
+
 def warm_up(state: ServiceState) -> None:
     """Score one example patient through the whole pipeline (not counted); raise if broken."""
     patient = parse_patient(dict(FLAT_EXAMPLE))
@@ -299,8 +334,8 @@ def warm_up(state: ServiceState) -> None:
     if probabilities.shape != (1,) or not 0.0 <= float(probabilities[0]) <= 1.0:
         raise RuntimeError("the model's warm-up prediction is not a probability")
     assessment(state, state.configs.current, patient, float(probabilities[0]), None)
-    # the batch path too (uncounted), on both kinds of parsed patient
-    batch = [parse_patient_hourly(dict(FLAT_EXAMPLE)), patient]
+    # the vectorised batch path too (uncounted), on both kinds of parsed patient
+    batch = [parse_patient_hourly(dict(FLAT_EXAMPLE)), patient] * VECTORISED_FROM
     entries = assess_patients(
         state, state.configs.current, batch, predict=state.model.predict, request_id=None
     )
