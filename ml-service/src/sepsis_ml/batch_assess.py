@@ -14,8 +14,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -30,7 +29,7 @@ from sepsis_ml.batch_blend import (
     driver_sentences,
 )
 from sepsis_ml.batch_inputs import COLUMN, Patient, batch_inputs
-from sepsis_ml.batch_scores import SCORES, ScoreCache, ScoreMismatch, batch_scores
+from sepsis_ml.batch_scores import SCORES, CachedScore, ScoreCache, ScoreMismatch, batch_scores
 from sepsis_ml.blend import DRIVER_SCORE_ORDER, QUOTED_VARIABLES
 from sepsis_ml.features import features_from_arrays
 from sepsis_ml.mlconfig import BlendPlan
@@ -49,8 +48,7 @@ def encode_json(payload: Any) -> bytes:
     return to_json(payload, inf_nan_mode="null")
 
 
-@dataclass(frozen=True, slots=True)
-class EncodedAssessment:
+class EncodedAssessment(NamedTuple):
     """One patient's assessment as JSON, less its processing time and batch index (known only
     when the whole batch is done)."""
 
@@ -224,7 +222,10 @@ class _Writer:
             encode_json(plan.config.version),
         )
         self.rules: dict[str, bytes] = {}
+        self.fired_keys = [row.tobytes() for row in np.packbits(result.fired, axis=1)]
         self.fired: dict[bytes, bytes] = {}
+        # the four results of a key tuple: as one JSON object, and in the drivers' order
+        self.scores: dict[tuple[int, ...], tuple[bytes, list[CachedScore]]] = {}
 
     def __call__(
         self,
@@ -235,13 +236,14 @@ class _Writer:
         latest_row: list[float],
         presence_key: bytes,
     ) -> EncodedAssessment:
-        results = self.cache.results
-        found = (
-            results(0, keys[0], patient),
-            results(1, keys[1], patient),
-            results(2, keys[2], patient),
-            results(3, keys[3], patient),
-        )
+        scores = self.scores.get(keys)
+        if scores is None:
+            found = [self.cache.results(j, key, patient) for j, key in enumerate(keys)]
+            block = b",".join(
+                b'"%s":%s' % (score.name.encode(), result.json)
+                for score, result in zip(SCORES, found, strict=True)
+            )
+            scores = self.scores[keys] = (b"{%s}" % block, [found[k] for k in _DRIVER_SCORES])
         missing = self.cache.missing_inputs(presence_key, patient)
 
         def latest(name: str) -> float | None:
@@ -252,7 +254,7 @@ class _Writer:
             i,
             self.choice,
             self.result,
-            [found[k] for k in _DRIVER_SCORES],
+            scores[1],
             latest,
             probability,
             self.alert_threshold,
@@ -269,15 +271,9 @@ class _Writer:
                 b',"sepsis_probability_6h":',
                 self.probability_6h[i],
                 self.priority[result.rank[i]],
-                b',"clinical_scores":{"qsofa":',
-                found[0].json,
-                b',"sirs":',
-                found[1].json,
-                b',"news2":',
-                found[2].json,
-                b',"sofa":',
-                found[3].json,
-                b'},"drivers":',
+                b',"clinical_scores":',
+                scores[0],
+                b',"drivers":',
                 encode_json(drivers),
                 self.after_drivers,
                 missing,
@@ -288,10 +284,10 @@ class _Writer:
         rule_json = self.rules.get(rule)
         if rule_json is None:
             rule_json = self.rules[rule] = b',"priority_rule":%s,"rules_fired":' % encode_json(rule)
-        fired_key, fired = result.fired_key(i)
+        fired_key = self.fired_keys[i]
         fired_json = self.fired.get(fired_key)
         if fired_json is None:
-            fired_json = self.fired[fired_key] = encode_json(fired)
+            fired_json = self.fired[fired_key] = encode_json(result.rules_fired(i))
         tail = b"".join(
             (
                 rule_json,
@@ -302,4 +298,4 @@ class _Writer:
                 b"false" if patient.iculos is None else b"true",
             )
         )
-        return EncodedAssessment(head=head, tail=tail)
+        return EncodedAssessment(head, tail)

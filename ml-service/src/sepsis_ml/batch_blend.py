@@ -10,7 +10,7 @@ and formatting the few sentences chosen, by the functions `blend` itself uses.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
@@ -92,21 +92,10 @@ class BatchBlend:
     map_estimated: BoolArray
     lactate: FloatArray
     vasopressors: BoolArray
-    _fired_keys: list[bytes] = field(default_factory=list)
-    _fired_names: dict[bytes, list[str]] = field(default_factory=dict)
 
-    def fired_key(self, i: int) -> tuple[bytes, list[str]]:
-        """Which rules held for patient i: a key equal between patients with the same rules,
-        and their names in the config's order (shared between those patients: do not mutate
-        it)."""
-        if not self._fired_keys:
-            self._fired_keys.extend(row.tobytes() for row in np.packbits(self.fired, axis=1))
-        key = self._fired_keys[i]
-        names = self._fired_names.get(key)
-        if names is None:
-            names = [self.rule_names[j] for j in np.flatnonzero(self.fired[i])]
-            self._fired_names[key] = names
-        return key, names
+    def rules_fired(self, i: int) -> list[str]:
+        """The names of the rules that held for patient i, in the config's order."""
+        return [self.rule_names[j] for j in np.flatnonzero(self.fired[i])]
 
 
 def batch_blend(

@@ -392,7 +392,7 @@ def parse_patients_hourly(
     variable whose values do not all pass is checked list by list, to find whose they are.
     """
     out: list[HourlyPatient | NormalizedPatient | InvalidInput | None] = []
-    deferred: Deferred = []
+    deferred: Deferred = {}
     for i, raw in enumerate(items):
         out.append(read_common(raw, deferred, i) if type(raw) is dict else None)
     failed = check_deferred(deferred)

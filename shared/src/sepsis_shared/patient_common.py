@@ -74,6 +74,7 @@ def _entries() -> dict[str, _Entry]:
 
 
 _ENTRIES: Final = _entries()
+_BY_NAME: Final = {entry.name: entry for entry in _ENTRIES.values()}
 _NUMBER_TYPES: Final = frozenset({float, int})
 _FLOAT_TYPE: Final = frozenset({float})
 
@@ -117,8 +118,9 @@ def _numbers(entry: _Entry, values: list[Any]) -> tuple[float, ...] | None:
     return xs
 
 
-Deferred = list[tuple[int, _Entry, list[Any], dict[str, Any]]]
-"""Lists left to check: (item index, variable, the list, the dict its floats go into)."""
+Deferred = dict[str, list[tuple[int, list[Any], dict[str, Any]]]]
+"""Lists left to check, by canonical name: (item index, the list, the dict its floats go
+into)."""
 
 
 def read_common(
@@ -126,8 +128,8 @@ def read_common(
 ) -> HourlyPatient | None:
     """The patient when `raw` is of the common, valid kind; None for anything else.
 
-    With `deferred`, lists of numbers are not checked here: each is appended to it (as item
-    `index`) and its place in `hourly` is filled by `_check_deferred`.
+    With `deferred`, lists of numbers are not checked here: each is added to it (as item
+    `index`) and its place in `hourly` is filled by `check_deferred`.
     """
     series: dict[str, Any] = {}
     seen: set[str] = set()
@@ -182,7 +184,11 @@ def read_common(
             if kind == _SERIES:
                 if type(value) is list:
                     if deferred is not None and 0 < len(value) <= MAX_POINTS_PER_VARIABLE:
-                        deferred.append((index, entry, value, series))
+                        found = deferred.get(name)
+                        if found is None:
+                            deferred[name] = [(index, value, series)]
+                        else:
+                            found.append((index, value, series))
                         series[name] = None
                         continue
                     xs = _numbers(entry, value)
@@ -231,38 +237,36 @@ def read_common(
 def check_deferred(deferred: Deferred) -> set[int]:
     """Check the deferred lists, variable by variable; fill in their floats. Returns the items
     with a list `_numbers` refuses."""
-    by_variable: dict[str, Deferred] = {}
-    for record in deferred:
-        by_variable.setdefault(record[1].name, []).append(record)
     failed: set[int] = set()
-    for name, records in by_variable.items():
-        entry = records[0][1]
-        values = list(itertools.chain.from_iterable(r[2] for r in records))
+    chain = itertools.chain.from_iterable
+    for name, records in deferred.items():
+        entry = _BY_NAME[name]
+        lists = [r[1] for r in records]
         convert: Callable[[list[Any]], tuple[float, ...]] | None = None
-        if _FLOAT_TYPE.issuperset(map(type, values)):
+        if _FLOAT_TYPE.issuperset(map(type, chain(lists))):
             convert = tuple
-        elif _NUMBER_TYPES.issuperset(map(type, values)):
+        elif _NUMBER_TYPES.issuperset(map(type, chain(lists))):
             convert = _floats
         # every value in range, none NaN (the sum), whole where it must be: then each list
         # passes `_numbers`, which would give these same floats
         if convert is not None and not (
-            entry.low <= min(values)
-            and max(values) <= entry.high
-            and math.isfinite(sum(values))
-            and (not entry.integer or all(float(x).is_integer() for x in values))
+            entry.low <= min(chain(lists))
+            and max(chain(lists)) <= entry.high
+            and math.isfinite(sum(chain(lists)))
+            and (not entry.integer or all(float(x).is_integer() for x in chain(lists)))
         ):
             convert = None
         if convert is None:
             # some list fails: find whose, list by list
-            for i, _, values_i, series in records:
-                xs = _numbers(entry, values_i)
+            for i, values, series in records:
+                xs = _numbers(entry, values)
                 if xs is None:
                     failed.add(i)
                 else:
                     series[name] = xs
         else:
-            for _, _, values_i, series in records:
-                series[name] = convert(values_i)
+            for _, values, series in records:
+                series[name] = convert(values)
     return failed
 
 
