@@ -29,8 +29,8 @@ from sepsis_ml.batch_blend import (
     driver_sentences,
 )
 from sepsis_ml.batch_inputs import COLUMN, Patient, batch_inputs
-from sepsis_ml.batch_scores import SCORES, CachedScore, ScoreCache, ScoreMismatch, batch_scores
-from sepsis_ml.blend import DRIVER_SCORE_ORDER, QUOTED_VARIABLES
+from sepsis_ml.batch_scores import ScoreCache, ScoreMismatch, batch_scores
+from sepsis_ml.blend import QUOTED_VARIABLES
 from sepsis_ml.features import features_from_arrays
 from sepsis_ml.mlconfig import BlendPlan
 from sepsis_shared.assessment import KEY_INPUTS
@@ -75,8 +75,6 @@ class EncodedAssessment(NamedTuple):
         return cls(head=head + _TIME_KEY, tail=rest[:-1])
 
 
-_DRIVER_SCORES: Final = tuple([s.name for s in SCORES].index(n) for n in DRIVER_SCORE_ORDER)
-"""Positions in SCORES of the scores in the order the drivers offer them."""
 _QUOTED: Final = {name: j for j, name in enumerate(QUOTED_VARIABLES)}
 """Columns of the latest values a driver sentence may quote."""
 _PRESENCE: Final = tuple(dict.fromkeys((*KEY_INPUTS, "SBP", "DBP")))
@@ -224,8 +222,6 @@ class _Writer:
         self.rules: dict[str, bytes] = {}
         self.fired_keys = [row.tobytes() for row in np.packbits(result.fired, axis=1)]
         self.fired: dict[bytes, bytes] = {}
-        # the four results of a key tuple: as one JSON object, and in the drivers' order
-        self.scores: dict[tuple[int, ...], tuple[bytes, list[CachedScore]]] = {}
 
     def __call__(
         self,
@@ -236,14 +232,7 @@ class _Writer:
         latest_row: list[float],
         presence_key: bytes,
     ) -> EncodedAssessment:
-        scores = self.scores.get(keys)
-        if scores is None:
-            found = [self.cache.results(j, key, patient) for j, key in enumerate(keys)]
-            block = b",".join(
-                b'"%s":%s' % (score.name.encode(), result.json)
-                for score, result in zip(SCORES, found, strict=True)
-            )
-            scores = self.scores[keys] = (b"{%s}" % block, [found[k] for k in _DRIVER_SCORES])
+        scores = self.cache.all_four(keys, patient)
         missing = self.cache.missing_inputs(presence_key, patient)
 
         def latest(name: str) -> float | None:
@@ -254,7 +243,7 @@ class _Writer:
             i,
             self.choice,
             self.result,
-            scores[1],
+            scores.for_drivers,
             latest,
             probability,
             self.alert_threshold,
@@ -272,7 +261,7 @@ class _Writer:
                 self.probability_6h[i],
                 self.priority[result.rank[i]],
                 b',"clinical_scores":',
-                scores[0],
+                scores.json,
                 b',"drivers":',
                 encode_json(drivers),
                 self.after_drivers,

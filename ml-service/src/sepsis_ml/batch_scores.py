@@ -17,14 +17,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 from pydantic_core import to_json
 
 from sepsis_ml.batch_inputs import COLUMN
-from sepsis_ml.blend import ScoreSentence
+from sepsis_ml.blend import DRIVER_SCORE_ORDER, ScoreSentence
 from sepsis_ml.mlconfig import ScoreName
 from sepsis_shared import scores as s
 from sepsis_shared.assessment import missing_inputs
@@ -254,6 +254,7 @@ SCORES: Final = (
     _Score("sofa", 6, s.sofa),
 )
 """In the order of `ClinicalScores`."""
+_DRIVER_ORDER: Final = tuple([score.name for score in SCORES].index(n) for n in DRIVER_SCORE_ORDER)
 
 
 def _pack(parts: Sequence[IntArray]) -> IntArray:
@@ -299,6 +300,15 @@ class CachedScore:
     sentence: ScoreSentence
 
 
+class AllFour(NamedTuple):
+    """The four score results of a patient."""
+
+    json: bytes
+    """As the `ClinicalScores` object."""
+    for_drivers: tuple[CachedScore, ...]
+    """In DRIVER_SCORE_ORDER."""
+
+
 class ScoreCache:
     """Score results by key, shared by all requests.
 
@@ -309,11 +319,28 @@ class ScoreCache:
     def __init__(self, max_entries: int = 20_000) -> None:
         self._results: tuple[dict[int, CachedScore], ...] = tuple({} for _ in SCORES)
         self._missing: dict[bytes, bytes] = {}
+        self._all_four: dict[tuple[int, ...], AllFour] = {}
         self._max_entries = max_entries
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
-        return sum(len(r) for r in self._results) + len(self._missing)
+        return sum(len(r) for r in self._results) + len(self._missing) + len(self._all_four)
+
+    def all_four(
+        self, keys: tuple[int, ...], patient: HourlyPatient | NormalizedPatient
+    ) -> AllFour:
+        """The four results of `patient` (keys in SCORES order) as `ClinicalScores` JSON and
+        in the order the drivers offer them."""
+        found = self._all_four.get(keys)
+        if found is None:
+            results = [self.results(j, key, patient) for j, key in enumerate(keys)]
+            block = b",".join(
+                b'"%s":%s' % (score.name.encode(), result.json)
+                for score, result in zip(SCORES, results, strict=True)
+            )
+            found = AllFour(b"{%s}" % block, tuple(results[k] for k in _DRIVER_ORDER))
+            self._store(self._all_four, keys, found)
+        return found
 
     def missing_inputs(self, presence: bytes, patient: HourlyPatient | NormalizedPatient) -> bytes:
         """`missing_inputs` of `patient` as JSON; `presence` says which of the variables it
@@ -332,6 +359,7 @@ class ScoreCache:
                 for results in self._results:
                     results.clear()
                 self._missing.clear()
+                self._all_four.clear()
             table[key] = value
 
     def results(
