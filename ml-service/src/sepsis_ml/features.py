@@ -348,7 +348,8 @@ def features_from_arrays(
 
 
 def features_for_windows(windows: Sequence[PatientWindow]) -> npt.NDArray[np.float32]:
-    """Feature matrix (n, len(FEATURE_NAMES)) float32 for a batch of windows, vectorised."""
+    """Feature matrix (n, len(FEATURE_NAMES)) float32 for a batch of windows, vectorised (one
+    window, as a single request brings, by `_features_of_one`: the same values)."""
     if not windows:
         return np.empty((0, len(FEATURE_NAMES)), dtype=np.float32)
     if len(windows) == 1 and np.shape(windows[0].values) == (WINDOW_HOURS, _N_VARS):
