@@ -370,7 +370,7 @@ def test_a_defect_in_the_vectorised_scores_falls_back_to_the_reference(
     )
     requests = [{"Resp": 25, "SBP": 95, "GCS": 14, "HR": 100}, {"Resp": 12, "SBP": 130}]
     requests *= VECTORISED_FROM  # large enough for the vectorised path
-    with caplog.at_level(logging.ERROR, logger="sepsis_ml.runtime"):
+    with caplog.at_level(logging.ERROR, logger="sepsis_ml.batch_assess"):
         entries = assert_batch_equals_single(state, requests, [0.01, 0.02] * VECTORISED_FROM)
     assert entries[0]["clinical_scores"]["qsofa"]["score"] == 3
     assert "batch scores differ from the shared scores" in caplog.text

@@ -37,7 +37,7 @@ from sepsis_shared.assessment import KEY_INPUTS
 from sepsis_shared.errors import ServiceError
 from sepsis_shared.patient import HourlyPatient, NormalizedPatient
 
-logger = logging.getLogger("sepsis_ml.runtime")
+logger = logging.getLogger("sepsis_ml.batch_assess")
 
 FloatArray = npt.NDArray[np.float64]
 _TIME_KEY: Final = b'"processing_time_ms":'

@@ -316,7 +316,7 @@ class ScoreCache:
     starts afresh (the keys in use come back within a batch or two).
     """
 
-    def __init__(self, max_entries: int = 20_000) -> None:
+    def __init__(self, max_entries: int = 8192) -> None:
         self._results: tuple[dict[int, CachedScore], ...] = tuple({} for _ in SCORES)
         self._missing: dict[bytes, bytes] = {}
         self._all_four: dict[tuple[int, ...], AllFour] = {}
