@@ -257,6 +257,10 @@ TRENDS: Final[tuple[tuple[str, float, str], ...]] = (
 TREND_VARIABLES: Final = tuple(name for name, _, _ in TRENDS)
 
 
+# A batch formats the same few values (vitals are sent to one decimal) for many patients: each
+# distinct value is formatted once. Equal floats (0.0 and -0.0 included) format alike, so the
+# cache never changes a sentence.
+@functools.lru_cache(maxsize=8192)
 def _num(x: float) -> str:
     if x == int(x) and abs(x) < 1e6:
         return str(int(x))
@@ -311,8 +315,13 @@ class ScoreSentence:
         parts = []
         for variable, label, words in self.quoted:
             value = latest(variable) if variable is not None else None
-            parts.append(words if value is None else f"{label} {_num(value)}")
+            parts.append(words if value is None else _quote(label, value))
         return f"{self.head}: {', '.join(parts)}"
+
+
+@functools.lru_cache(maxsize=8192)
+def _quote(label: str, value: float) -> str:
+    return f"{label} {_num(value)}"
 
 
 def _score_sentence(patient: NormalizedPatient, name: ScoreName, result: ScoreResult) -> str:
