@@ -10,10 +10,12 @@ threshold. The parts are compared too: windows, features, latest values, score r
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
 import random
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -49,6 +51,7 @@ from sepsis_ml.runtime import (
     assess_patients,
     assessment,
     encode_json,
+    release_later,
 )
 from sepsis_shared import scores as s
 from sepsis_shared.errors import ServiceError
@@ -446,3 +449,27 @@ def test_one_window_gives_the_vectorised_features_bit_for_bit() -> None:
             np.isnan(one) & np.isnan(stacked)
         )
         assert same.all(), [FEATURE_NAMES[k] for k in np.flatnonzero(~same[0])]
+
+
+class _Bulky:
+    """Stands for a batch's parsed patients: something only a weak reference may watch."""
+
+
+async def test_objects_left_by_a_pooled_call_are_freed_after_its_caller_runs_on(
+    state: ServiceState,
+) -> None:
+    def pooled() -> weakref.ref[_Bulky]:
+        bulky = _Bulky()
+        release_later(bulky)
+        return weakref.ref(bulky)
+
+    ref = await state.runtime.run(pooled)
+    assert ref() is not None  # still held while the caller writes its reply
+    await asyncio.sleep(0)
+    assert ref() is None
+    # outside a pooled call nothing is held
+    outside = _Bulky()
+    release_later(outside)
+    watched = weakref.ref(outside)
+    del outside
+    assert watched() is None

@@ -66,6 +66,22 @@ class Readiness:
         return self.reason
 
 
+_RELEASE_LATER: contextvars.ContextVar[list[object] | None] = contextvars.ContextVar(
+    "sepsis_ml_release_later", default=None
+)
+"""Objects a pooled call leaves for `InferenceRuntime.run` to drop once its caller has gone
+on (see `release_later`)."""
+
+
+def release_later(*objects: object) -> None:
+    """Keep `objects` alive past the pooled call that made them, when run by
+    `InferenceRuntime.run`: they are dropped on the event loop after the code awaiting the call
+    has run on, so a large batch is freed after its response is written, not before."""
+    held = _RELEASE_LATER.get()
+    if held is not None:
+        held.extend(objects)
+
+
 class InferenceRuntime:
     """The bounded thread pool the CPU work runs in, and the counted model call."""
 
@@ -85,8 +101,15 @@ class InferenceRuntime:
     async def run(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `fn` in the pool, with the caller's context (request id) carried over."""
         loop = asyncio.get_running_loop()
-        call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
-        return await loop.run_in_executor(self.executor, call)
+        held: list[object] = []
+        context = contextvars.copy_context()
+        context.run(_RELEASE_LATER.set, held)
+        call = functools.partial(context.run, fn, *args, **kwargs)
+        try:
+            return await loop.run_in_executor(self.executor, call)
+        finally:
+            # the caller's next steps (writing the response) run before this callback
+            loop.call_soon(held.clear)
 
     def predict(self, features: npt.NDArray[np.float32]) -> FloatArray:
         """Calibrated probabilities for a feature matrix, counted (call from the pool)."""
@@ -262,6 +285,8 @@ def score_batch(
     )
     parts.append(b"],")
     parts.append(rest[1:])
+    # freeing the batch's many small objects takes a few milliseconds: after the reply
+    release_later(items, results, patients, parts)
     return b"".join(parts)
 
 
