@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -70,22 +70,16 @@ def _hourly_urine(values: Sequence[float]) -> int | None:
 def batch_inputs(patients: Sequence[Patient]) -> BatchInputs:
     """The arrays of a batch of parsed patients (see the module docstring)."""
     n = len(patients)
-    values: list[float] = []
-    run_lengths: list[int] = []
-    run_names: list[str] = []
-    runs_per_patient = [0] * n
+    hourly_rows: list[int] = []
+    hourly: list[Mapping[str, tuple[float, ...]]] = []
     others: list[tuple[int, NormalizedPatient]] = []
     urine = np.full(n, -1, dtype=np.int64)
-    chain = itertools.chain.from_iterable
     for i, p in enumerate(patients):
         if isinstance(p, HourlyPatient):
-            hourly = p.hourly
-            values.extend(chain(hourly.values()))
-            run_lengths.extend(map(len, hourly.values()))
-            run_names.extend(hourly)
-            runs_per_patient[i] = len(hourly)
-            if _URINE in hourly:
-                points = _hourly_urine(hourly[_URINE])
+            hourly_rows.append(i)
+            hourly.append(p.hourly)
+            if _URINE in p.hourly:
+                points = _hourly_urine(p.hourly[_URINE])
                 urine[i] = -1 if points is None else points
         else:
             others.append((i, p))
@@ -94,12 +88,16 @@ def batch_inputs(patients: Sequence[Patient]) -> BatchInputs:
     windows = np.full((n, WINDOW_HOURS, _N_WINDOW), np.nan)
     trend_change = np.full((n, len(TREND_VARIABLES)), np.nan)
     trend_span = np.full((n, len(TREND_VARIABLES)), np.nan)
-    if run_lengths:
-        run_patient = np.repeat(np.arange(n), runs_per_patient)
-        columns = np.array([COLUMN[name] for name in run_names], dtype=np.int64)
+    # one run of values per patient and variable, patient by patient, gathered by iterators
+    # straight into arrays (no list of every value in between)
+    chain = itertools.chain.from_iterable
+    runs = list(chain(h.values() for h in hourly))
+    if runs:
+        run_patient = np.repeat(np.array(hourly_rows, dtype=np.int64), list(map(len, hourly)))
+        columns = np.fromiter(map(COLUMN.__getitem__, chain(hourly)), np.int64, len(runs))
         _lay_out_hourly(
-            np.array(values, dtype=np.float64),
-            np.array(run_lengths, dtype=np.int64),
+            np.fromiter(chain(runs), np.float64),
+            np.fromiter(map(len, runs), np.int64, len(runs)),
             run_patient * _N_LATEST + columns,
             latest=latest,
             windows=windows,

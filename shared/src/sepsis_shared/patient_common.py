@@ -241,19 +241,20 @@ def check_deferred(deferred: Deferred) -> set[int]:
     chain = itertools.chain.from_iterable
     for name, records in deferred.items():
         entry = _BY_NAME[name]
-        lists = [r[1] for r in records]
+        # all the values in one list: each check below is then one pass over a list
+        flat = list(chain(r[1] for r in records))
         convert: Callable[[list[Any]], tuple[float, ...]] | None = None
-        if _FLOAT_TYPE.issuperset(map(type, chain(lists))):
+        if _FLOAT_TYPE.issuperset(map(type, flat)):
             convert = tuple
-        elif _NUMBER_TYPES.issuperset(map(type, chain(lists))):
+        elif _NUMBER_TYPES.issuperset(map(type, flat)):
             convert = _floats
         # every value in range, none NaN (the sum), whole where it must be: then each list
         # passes `_numbers`, which would give these same floats
         if convert is not None and not (
-            entry.low <= min(chain(lists))
-            and max(chain(lists)) <= entry.high
-            and math.isfinite(sum(chain(lists)))
-            and (not entry.integer or all(float(x).is_integer() for x in chain(lists)))
+            entry.low <= min(flat)
+            and max(flat) <= entry.high
+            and math.isfinite(sum(flat))
+            and (not entry.integer or all(float(x).is_integer() for x in flat))
         ):
             convert = None
         if convert is None:
