@@ -486,6 +486,10 @@ class LocalStack:
             "--host", self.config.host, "--port", str(spec.port),
             "--timeout-graceful-shutdown", "5",
         ]  # fmt: skip
+        if name == GATEWAY:
+            # The gateway writes its own access line; uvicorn's would only be formatted and
+            # dropped on every forwarded request.
+            argv.append("--no-access-log")
         process = ManagedProcess(
             name,
             argv,

@@ -132,6 +132,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         openapi_url=None,
         docs_url=None,
         redoc_url=None,
+        # The gateway keeps its own figures (/performance) and access log; FastAPI's native
+        # OpenTelemetry hooks would only re-check their providers on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.include_router(meta.router)
     app.include_router(performance.router)

@@ -136,7 +136,11 @@ def open_session(*, max_connections: int, token: str) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(
         connector=connector,
         headers={SERVICE_TOKEN_HEADER: token},
-        skip_auto_headers=("User-Agent",),
+        # Bodies pass through as bytes: no Accept-Encoding is offered, so nothing comes back
+        # compressed and there is nothing to decompress; the services set no cookies.
+        skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
+        auto_decompress=False,
+        cookie_jar=aiohttp.DummyCookieJar(),
         raise_for_status=False,
     )
 
