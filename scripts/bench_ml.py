@@ -60,7 +60,7 @@ from sepsis_ml.runtime import (
     score_batch,
 )
 from sepsis_shared.errors import InvalidInput
-from sepsis_shared.patient import batch_items, parse_patient, parse_patients_hourly
+from sepsis_shared.patient import parse_patient, parse_patients_body
 from sepsis_shared.scores import clinical_scores
 
 SINGLE_TARGET_MS = 3.0
@@ -197,14 +197,11 @@ def stage_figures(model: SepsisModel, body: bytes, *, runs: int) -> dict[str, fl
     try:
         for _ in range(runs):
             marks = [("start", time.perf_counter())]
-            items = batch_items(decode_json(body), max_items=state.settings.max_batch)
-            marks.append(("decode_json", time.perf_counter()))
-            patients = [
-                p
-                for p in parse_patients_hourly(items, prefix="patients")
-                if not isinstance(p, InvalidInput)
-            ]
-            marks.append(("parse", time.perf_counter()))
+            parsed = parse_patients_body(
+                body, max_items=state.settings.max_batch, decode=decode_json
+            )
+            patients = [p for p in parsed if not isinstance(p, InvalidInput)]
+            marks.append(("decode_parse", time.perf_counter()))
             inputs = batch_inputs(patients)
             marks.append(("layout", time.perf_counter()))
             features = features_from_arrays(

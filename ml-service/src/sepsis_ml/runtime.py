@@ -42,10 +42,9 @@ from sepsis_shared.patient import (
     FLAT_EXAMPLE,
     HourlyPatient,
     NormalizedPatient,
-    batch_items,
     parse_patient,
     parse_patient_hourly,
-    parse_patients_hourly,
+    parse_patients_body,
 )
 from sepsis_shared.scores import clinical_scores
 
@@ -241,12 +240,12 @@ def score_batch(
     state: ServiceState, body: bytes, *, request_id: str | None, started: float
 ) -> bytes:
     """A `{"patients": [...]}` body -> the batch response body, one model call for all."""
-    items: Sequence[object] = batch_items(decode_json(body), max_items=state.settings.max_batch)
+    items = parse_patients_body(body, max_items=state.settings.max_batch, decode=decode_json)
     loaded = state.configs.current
     results: list[EncodedAssessment | dict[str, Any] | None] = [None] * len(items)
     patients: list[Patient] = []
     indices: list[int] = []
-    for index, parsed in enumerate(parse_patients_hourly(items, prefix="patients")):
+    for index, parsed in enumerate(items):
         if isinstance(parsed, InvalidInput):
             results[index] = _item_error(index, parsed)
         else:

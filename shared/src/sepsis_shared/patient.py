@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from sepsis_shared.errors import FieldError, InvalidInput, PayloadTooLarge
+from sepsis_shared.patient_batch import read_common_batch
 from sepsis_shared.patient_common import Deferred, check_deferred, read_common
 from sepsis_shared.patient_openapi import (
     FLAT_EXAMPLE,
@@ -79,6 +80,7 @@ __all__ = [
     "batch_items",
     "parse_patient",
     "parse_patient_hourly",
+    "parse_patients_body",
     "parse_patients_hourly",
     "patient_batch_request_openapi",
     "patient_request_openapi",
@@ -382,10 +384,14 @@ def parse_patient_hourly(
 
 
 def parse_patients_hourly(
-    items: Sequence[object], *, prefix: str = "patients"
+    items: Sequence[object],
+    *,
+    prefix: str = "patients",
+    known: Sequence[HourlyPatient | None] | None = None,
 ) -> list[HourlyPatient | NormalizedPatient | InvalidInput]:
     """`parse_patient_hourly` of each item (field prefix `prefix[i]`), or the InvalidInput it
-    raises, in item order.
+    raises, in item order. `known`: item i already read as `known[i]` where that is not None
+    (as `read_common_batch` gives them).
 
     The same answers, sooner: the lists of numbers of the common items are checked once per
     variable across all items (types, range, finiteness) rather than list by list; only a
@@ -393,8 +399,13 @@ def parse_patients_hourly(
     """
     out: list[HourlyPatient | NormalizedPatient | InvalidInput | None] = []
     deferred: Deferred = {}
-    for i, raw in enumerate(items):
-        out.append(read_common(raw, deferred, i) if type(raw) is dict else None)
+    if known is None or len(known) != len(items):
+        known = [None] * len(items)
+    for i, (raw, given) in enumerate(zip(items, known, strict=True)):
+        if given is not None:
+            out.append(given)
+        else:
+            out.append(read_common(raw, deferred, i) if type(raw) is dict else None)
     failed = check_deferred(deferred)
     done: list[HourlyPatient | NormalizedPatient | InvalidInput] = []
     for i, parsed in enumerate(out):
@@ -538,6 +549,27 @@ def _parse_general(raw: object, *, field_prefix: str = "") -> NormalizedPatient:
         else PatientHistory.model_construct(conditions=[], medications=[]),
         reference_time=reference,
     )
+
+
+def parse_patients_body(
+    body: bytes, *, max_items: int, decode: Callable[[bytes], object]
+) -> list[HourlyPatient | NormalizedPatient | InvalidInput]:
+    """Each patient of a `{"patients": [...]}` body (`batch_items` of `decode(body)`) parsed
+    by `parse_patients_hourly`, in order; raises what `decode` and `batch_items` raise.
+
+    A body of common patients only is read straight from its bytes (`read_common_batch`,
+    the same answers in about half the time); the patients that path leaves go through
+    `parse_patients_hourly`, and a body it cannot read at all through `decode` first.
+    """
+    fast = read_common_batch(body, max_items=max_items)
+    if fast is not None:
+        accepted: list[HourlyPatient | NormalizedPatient | InvalidInput] = [
+            p for p in fast if p is not None
+        ]
+        if len(accepted) == len(fast):
+            return accepted
+    items = batch_items(decode(body), max_items=max_items)
+    return parse_patients_hourly(items, prefix="patients", known=fast)
 
 
 def batch_items(raw: object, *, max_items: int) -> Sequence[object]:

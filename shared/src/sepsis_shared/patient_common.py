@@ -34,15 +34,27 @@ from sepsis_shared.variables import (
     canonical_name,
 )
 
-__all__ = ["Deferred", "check_deferred", "read_common"]
+__all__ = [
+    "BY_SPELLING",
+    "SERIES_KIND",
+    "Deferred",
+    "Entry",
+    "check_deferred",
+    "read_common",
+    "read_scalar",
+]
 
 
 _SERIES: Final = 0
 _SCALAR: Final = 1
 _GENDER: Final = 2
+SERIES_KIND: Final = _SERIES
+"""`Entry.kind` of a variable that may come as a list of hourly values."""
 
 
-class _Entry(NamedTuple):
+class Entry(NamedTuple):
+    """How a variable is read: its canonical name, accepted range and kind."""
+
     name: str
     low: float
     high: float
@@ -51,10 +63,10 @@ class _Entry(NamedTuple):
     kind: int
 
 
-def _entries() -> dict[str, _Entry]:
+def _entries() -> dict[str, Entry]:
     """Each spelling `canonical_name` accepts as it is (names, aliases, their lower case),
     by which a variable is found with one lookup."""
-    table: dict[str, _Entry] = {}
+    table: dict[str, Entry] = {}
     for spec in VARIABLES.values():
         if spec.name in SERIES_VARIABLES:
             kind = _SERIES
@@ -62,7 +74,7 @@ def _entries() -> dict[str, _Entry]:
             kind = _GENDER
         else:
             kind = _SCALAR
-        entry = _Entry(
+        entry = Entry(
             spec.name, spec.low, spec.high, spec.integer, spec.name in BINARY_VARIABLES, kind
         )
         for key in (spec.name, *spec.aliases):
@@ -74,12 +86,14 @@ def _entries() -> dict[str, _Entry]:
 
 
 _ENTRIES: Final = _entries()
+BY_SPELLING: Final[dict[str, Entry]] = _ENTRIES
+"""Each spelling taken as it is -> its variable (read-only: shared with `read_common`)."""
 _BY_NAME: Final = {entry.name: entry for entry in _ENTRIES.values()}
 _NUMBER_TYPES: Final = frozenset({float, int})
 _FLOAT_TYPE: Final = frozenset({float})
 
 
-def _scalar(entry: _Entry, value: object) -> float | None:
+def read_scalar(entry: Entry, value: object) -> float | None:
     """A valid single value as a float, else None (the general parser then says why)."""
     if type(value) is float or type(value) is int:
         if not entry.low <= value <= entry.high:  # NaN fails; so do huge ints, before float()
@@ -96,7 +110,7 @@ def _scalar(entry: _Entry, value: object) -> float | None:
     return None
 
 
-def _numbers(entry: _Entry, values: list[Any]) -> tuple[float, ...] | None:
+def _numbers(entry: Entry, values: list[Any]) -> tuple[float, ...] | None:
     """A valid list of plain numbers as floats (newest first), else None."""
     if not 0 < len(values) <= MAX_POINTS_PER_VARIABLE:
         return None
@@ -196,7 +210,7 @@ def read_common(
                         return None
                     series[name] = xs
                     continue
-                x = _scalar(entry, value)
+                x = read_scalar(entry, value)
                 if x is None:
                     return None
                 series[name] = (x,)
@@ -211,7 +225,7 @@ def read_common(
                     return None
                 scalars[name] = float(code)
             else:
-                x = _scalar(entry, value)
+                x = read_scalar(entry, value)
                 if x is None:
                     return None
                 scalars[name] = x

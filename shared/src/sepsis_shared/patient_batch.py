@@ -1,0 +1,224 @@
+"""A batch body of common patients read straight from its JSON bytes.
+
+A `{"patients": [...]}` body whose patients are all of the common kind (numbers and lists of
+numbers under names the parser knows, no units, no time series, no history) is decoded by
+msgspec into dicts whose lists already are tuples of floats, with every key checked against
+the accepted spellings in the same pass. What is left is the per-patient bookkeeping of
+`read_common` and one vectorised range check of every list value in the batch.
+
+`read_common_batch` only ever answers for a patient what `read_common` (and so the general
+parser) answers; anything it cannot vouch for (a body msgspec refuses, an unknown spelling, a
+list of time points, a value out of range, ...) it leaves to them: the whole body when the
+body is not of this kind, one patient when only that patient is not.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from typing import Any, Final, Literal
+
+import msgspec
+
+from sepsis_shared.patient_common import BY_SPELLING, SERIES_KIND, Entry, read_scalar
+from sepsis_shared.patient_types import (
+    GENDER_WORDS,
+    MAX_INT_PATIENT_ID,
+    MAX_NOTES_CHARS,
+    MAX_PATIENT_ID_CHARS,
+    MAX_POINTS_PER_VARIABLE,
+    META_KEYS,
+    HourlyPatient,
+)
+from sepsis_shared.variables import IGNORED_NAMES, SERIES_VARIABLES
+
+__all__ = ["read_common_batch"]
+
+_META: Final = {
+    "patient_id": "patient_id",
+    "patientid": "patient_id",
+    "notes": "notes",
+    "vitals": "vitals",
+    "labs": "labs",
+}
+"""The request keys (as spelled here) this path reads besides variables; `patient_history`
+and `units` are the general parser's."""
+_IGNORED: Final = tuple(
+    sorted({s for name in IGNORED_NAMES for s in (name, name.capitalize(), name.upper())})
+)
+
+
+def _literal(values: Sequence[str]) -> Any:
+    return Literal.__getitem__(tuple(values))
+
+
+def _spellings() -> dict[str, Entry]:
+    """The spellings read here: those `read_common` finds as they are, and their upper case
+    (which it finds through their lower case, unless that is a request key)."""
+    table = dict(BY_SPELLING)
+    for spelling in BY_SPELLING:
+        upper = spelling.upper()
+        if upper not in table and upper.lower() not in META_KEYS:
+            table[upper] = BY_SPELLING[upper.lower()]
+    return table
+
+
+_SPELLINGS: Final = _spellings()
+_NestedKey: Any = _literal(sorted(_SPELLINGS) + list(_IGNORED))
+_TopKey: Any = _literal(sorted(_SPELLINGS) + list(_IGNORED) + sorted(_META))
+_Scalar: Any = None | bool | int | float | str
+_NestedValue: Any = _Scalar | tuple[float, ...]
+_TopValue: Any = _NestedValue | dict[_NestedKey, _NestedValue]
+
+_DECODER: Final = msgspec.json.Decoder(dict[Literal["patients"], list[dict[_TopKey, _TopValue]]])
+
+_CANONICAL_SERIES: Final = frozenset(SERIES_VARIABLES)
+_LIST_OR_FLOAT: Final = frozenset({tuple, float})
+
+
+def read_common_batch(body: bytes, *, max_items: int) -> list[HourlyPatient | None] | None:
+    """Each patient of the batch body as `read_common` reads it, or None for a patient it
+    leaves to the general path; None for the whole body when the body is not a batch of
+    1..`max_items` patients of the kind this path reads (the general path then says why)."""
+    try:
+        decoded = _DECODER.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+        # not a body of this kind (or not JSON): the general path reads it, or says why
+        return None
+    items = decoded.get("patients")
+    if not items or len(items) > max_items:
+        return None
+    out: list[HourlyPatient | None] = [_read(raw) for raw in items]
+    _check_lists(out)
+    return out
+
+
+def _read(raw: dict[str, Any]) -> HourlyPatient | None:
+    """One decoded patient, as `read_common` reads it, with each list left to `_check_lists`
+    (the lists arrive as tuples of floats)."""
+    hourly: dict[str, tuple[float, ...]] = {}
+    seen: set[str] = set()
+    scalars: dict[str, float] = {}
+    patient_id: str | None = None
+    notes: str | None = None
+    for key, value in raw.items():
+        entry = _SPELLINGS.get(key)
+        if entry is None:
+            meta = _META.get(key)
+            if meta is None:  # an ignored challenge column
+                continue
+            if value is None:
+                continue
+            if meta == "vitals" or meta == "labs":
+                if type(value) is not dict:
+                    return None
+                if (
+                    _CANONICAL_SERIES.issuperset(value)
+                    and _LIST_OR_FLOAT.issuperset(map(type, value.values()))
+                    and seen.isdisjoint(value)
+                ):
+                    # the usual content: series under their own names, as lists or floats
+                    # (a float is range-checked with the lists)
+                    seen.update(value)
+                    for k, v in value.items():
+                        hourly[k] = v if type(v) is tuple else (v,)
+                    continue
+                for k, v in value.items():
+                    e = _SPELLINGS.get(k)
+                    if e is not None and not _put(e, v, hourly, scalars, seen):
+                        return None
+            elif meta == "patient_id":
+                if type(value) is str and 0 < len(value) <= MAX_PATIENT_ID_CHARS:
+                    patient_id = value
+                elif type(value) is int and abs(value) < MAX_INT_PATIENT_ID:
+                    patient_id = str(value)
+                else:
+                    return None
+            else:
+                if type(value) is not str or len(value) > MAX_NOTES_CHARS:
+                    return None
+                notes = value
+        elif not _put(entry, value, hourly, scalars, seen):
+            return None
+    if not hourly:
+        return None
+    gender = scalars.get("Gender")
+    return HourlyPatient(
+        patient_id=patient_id,
+        hourly=hourly,
+        age=scalars.get("Age"),
+        gender=None if gender is None else int(gender),
+        iculos=scalars.get("ICULOS"),
+        hosp_adm_time=scalars.get("HospAdmTime"),
+        notes=notes,
+        history=None,
+    )
+
+
+def _put(
+    entry: Entry,
+    value: object,
+    hourly: dict[str, tuple[float, ...]],
+    scalars: dict[str, float],
+    seen: set[str],
+) -> bool:
+    name = entry.name
+    if name in seen:
+        return False
+    seen.add(name)
+    if value is None:
+        return True
+    if entry.kind == SERIES_KIND:
+        if type(value) is tuple:
+            hourly[name] = value
+            return True
+        x = read_scalar(entry, value)
+        if x is None:
+            return False
+        hourly[name] = (x,)
+        return True
+    if name == "Gender":
+        if type(value) is str:
+            code = GENDER_WORDS.get(value.strip().lower())
+            if code is None:
+                return False
+        elif (type(value) is int or type(value) is float) and value in (0, 1):
+            code = int(value)
+        else:
+            return False
+        scalars[name] = float(code)
+        return True
+    x = read_scalar(entry, value)
+    if x is None:
+        return False
+    scalars[name] = x
+    return True
+
+
+def _check_lists(patients: list[HourlyPatient | None]) -> None:
+    """Every hourly value of the batch against its variable's range (NaN fails), whole where it
+    must be, every list 1..MAX_POINTS_PER_VARIABLE long; a patient with a value or list that
+    fails is set to None. One pass per variable over all its values."""
+    kept = [(i, p.hourly) for i, p in enumerate(patients) if p is not None]
+    for name in set().union(*(h for _, h in kept)):
+        runs = [h[name] for _, h in kept if name in h]
+        if _runs_pass(BY_SPELLING[name], runs):
+            continue
+        # some list fails: find whose, list by list
+        for i, h in kept:
+            if name in h and not _runs_pass(BY_SPELLING[name], [h[name]]):
+                patients[i] = None
+
+
+def _runs_pass(entry: Entry, runs: list[tuple[float, ...]]) -> bool:
+    flat = list(itertools.chain.from_iterable(runs))
+    return (
+        min(map(len, runs)) > 0
+        and max(map(len, runs)) <= MAX_POINTS_PER_VARIABLE
+        and entry.low <= min(flat)
+        and max(flat) <= entry.high
+        # min and max can step over a NaN: a NaN makes the sum NaN
+        and math.isfinite(sum(flat))
+        and (not entry.integer or all(x.is_integer() for x in flat))
+    )
