@@ -107,6 +107,21 @@ def _read_json(directory: Path, name: str) -> Any:
         raise ModelLoadError(f"{name} in {directory} is not readable JSON: {exc}") from exc
 
 
+def session_options(threads: int | None = None) -> ort.SessionOptions:
+    """How the service runs the model: `threads` intra-op threads (default: the cores), no
+    inter-op parallelism, and no spinning. An idle intra-op thread would otherwise spin for a
+    while after every call: on a single-row request it burns about ten times the CPU of the
+    inference itself, CPU the event loop and the other processes of the host need; a
+    1,000-row batch runs as fast without it."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or os.cpu_count() or 1
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return options
+
+
 class SepsisModel:
     """Calibrated sepsis probability for feature rows; safe to call from several threads."""
 
@@ -179,13 +194,11 @@ class SepsisModel:
         model_path = directory / MODEL_FILE
         if not model_path.is_file():
             raise ModelLoadError(f"{MODEL_FILE} is missing from the model directory {directory}")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or os.cpu_count() or 1
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         try:
             session = ort.InferenceSession(
-                str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
+                str(model_path),
+                sess_options=session_options(threads),
+                providers=["CPUExecutionProvider"],
             )
         except Exception as exc:  # onnxruntime raises its own exception types
             raise ModelLoadError(f"{MODEL_FILE} in {directory} cannot be loaded: {exc}") from exc
