@@ -456,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     threads = args.threads or cores
     model_dir = args.model_dir or packaged_artifacts_dir()
-    model = SepsisModel.load(model_dir, threads=threads)
+    model = SepsisModel.load(model_dir, threads=1)  # as the service loads it
     patients = synthetic_patients(args.patients, seed=args.seed)
     batch_body = json.dumps({"patients": patients}).encode()
 
