@@ -9,8 +9,11 @@ some labs, as the original system's clients send them):
 2. the service over loopback: POST /classify latency p50/p99 (one keep-alive connection,
    sequential requests) and POST /classify-batch with 1,000 patients (rows per second),
 
-and prints each figure with its ratio to raw onnxruntime. Targets: /classify p50 under 3 ms;
-a 1,000-patient batch within 3x (raw onnxruntime for the 1,000 rows + JSON parsing of the
+and prints each figure with its ratio to raw onnxruntime. The batch ratio's baseline is timed
+twice: in a tight loop first, and once right before each of the service's batches (so that a
+change in the machine's load falls on both sides; caches are then as cold as the service's).
+The target is judged on the stricter of the two ratios. Targets: /classify p50 under 3 ms; a
+1,000-patient batch within 3x (raw onnxruntime for the 1,000 rows + JSON parsing of the
 body). By default it starts `uvicorn sepsis_ml.app:create_app --factory` itself on a free port
 with a generated token and stops it at the end; `--url` (with SERVICE_TOKEN in the
 environment) measures a service already running. Loops are bounded; the last line printed is
@@ -148,8 +151,9 @@ def raw_figures(
     threads: int,
     single_runs: int,
     batch_runs: int,
-) -> dict[str, float]:
-    """Raw onnxruntime on the patients' feature rows, and json.loads of the batch body."""
+) -> tuple[dict[str, float], Callable[[], tuple[float, float]]]:
+    """Raw onnxruntime on the patients' feature rows, and json.loads of the batch body; and a
+    function that times one more of each (to interleave with the service's batches)."""
     features = features_for_windows([window_from_patient(parse_patient(p)) for p in patients])
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
@@ -170,12 +174,20 @@ def raw_figures(
     single = _timed(lambda: session.run(wanted, {name: one}), single_runs)
     batch = _timed(lambda: session.run(wanted, {name: rows}), batch_runs)
     parse = _timed(lambda: json.loads(body), batch_runs)
-    return {
+
+    def baseline() -> tuple[float, float]:
+        """One more (raw batch, json.loads) pair of timings, in seconds."""
+        (run_s,) = _timed(lambda: session.run(wanted, {name: rows}), 1)
+        (parse_s,) = _timed(lambda: json.loads(body), 1)
+        return run_s, parse_s
+
+    figures = {
         "raw_single_row_ms": statistics.median(single) * 1e3,
         "raw_batch_ms": statistics.median(batch) * 1e3,
         "raw_batch_us_per_row": statistics.median(batch) * 1e6 / len(patients),
         "json_parse_batch_ms": statistics.median(parse) * 1e3,
     }
+    return figures, baseline
 
 
 def stage_figures(model: SepsisModel, body: bytes, *, runs: int) -> dict[str, float]:
@@ -382,8 +394,10 @@ def service_figures(
     *,
     single_runs: int,
     batch_runs: int,
+    baseline: Callable[[], tuple[float, float]],
 ) -> dict[str, Any]:
-    """/classify latency over keep-alive loopback and /classify-batch rows per second."""
+    """/classify latency over keep-alive loopback and /classify-batch rows per second, each
+    batch right after one raw baseline (`baseline`)."""
     client = Client(url, token)
     try:
         bodies = [json.dumps(p).encode() for p in patients[:200]]
@@ -405,7 +419,13 @@ def service_figures(
             client.call("POST", "/classify-batch", batch_body)
         batch_times: list[float] = []
         batch_server_ms: list[float] = []
+        raw_batch: list[float] = []
+        raw_parse: list[float] = []
         for _ in range(batch_runs):
+            # the baseline right before each batch: a change in the machine's load falls on both
+            run_s, parse_s = baseline()
+            raw_batch.append(run_s)
+            raw_parse.append(parse_s)
             start = time.perf_counter()
             status, content = client.call("POST", "/classify-batch", batch_body)
             batch_times.append(time.perf_counter() - start)
@@ -428,6 +448,8 @@ def service_figures(
         "batch_ms": batch_s * 1e3,
         "batch_server_ms": statistics.median(batch_server_ms),
         "batch_rows_per_s": len(patients) / batch_s,
+        "interleaved_raw_batch_ms": statistics.median(raw_batch) * 1e3,
+        "interleaved_json_parse_ms": statistics.median(raw_parse) * 1e3,
         "inference_threads": performance.get("inference_threads"),
     }
 
@@ -439,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--patients", type=int, default=1000, help="batch size (default 1000)")
     parser.add_argument("--requests", type=int, default=2000, help="/classify calls (default 2000)")
     parser.add_argument(
-        "--batches", type=int, default=10, help="/classify-batch calls (default 10)"
+        "--batches", type=int, default=30, help="/classify-batch calls (default 30)"
     )
     parser.add_argument("--threads", type=int, help="ML_INFERENCE_THREADS of the started service")
     parser.add_argument("--seed", type=int, default=2019)
@@ -456,13 +478,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     threads = args.threads or cores
     model_dir = args.model_dir or packaged_artifacts_dir()
-    model = SepsisModel.load(model_dir, threads=1)  # as the service loads it
+    # as the service loads it
+    model = SepsisModel.load(model_dir, threads=1, large_threads=threads)
     patients = synthetic_patients(args.patients, seed=args.seed)
     batch_body = json.dumps({"patients": patients}).encode()
 
     features = len(model.feature_names)
     log(f"raw onnxruntime: {model.name} {model.version}, {features} features, {threads} threads")
-    raw = raw_figures(
+    raw, baseline = raw_figures(
         model_dir, patients, batch_body, threads=threads, single_runs=2000, batch_runs=30
     )
     stages = {stage: round(ms, 2) for stage, ms in stage_figures(model, batch_body, runs=5).items()}
@@ -481,16 +504,25 @@ def main(argv: list[str] | None = None) -> int:
             batch_body,
             single_runs=args.requests,
             batch_runs=args.batches,
+            baseline=baseline,
         )
     else:
         token = secrets.token_urlsafe(24)
         with started_service(token, args.threads) as url:
             log(f"service: started at {url}")
             service = service_figures(
-                url, token, patients, batch_body, single_runs=args.requests, batch_runs=args.batches
+                url,
+                token,
+                patients,
+                batch_body,
+                single_runs=args.requests,
+                batch_runs=args.batches,
+                baseline=baseline,
             )
 
-    baseline_ms = raw["raw_batch_ms"] + raw["json_parse_batch_ms"]
+    # the batch ratio's baseline: the smaller of the tight-loop and interleaved baselines
+    interleaved_ms = service["interleaved_raw_batch_ms"] + service["interleaved_json_parse_ms"]
+    baseline_ms = min(raw["raw_batch_ms"] + raw["json_parse_batch_ms"], interleaved_ms)
     figures: dict[str, Any] = {
         "benchmark": "ml-service",
         "model": f"{model.name} {model.version}",
@@ -517,6 +549,9 @@ def main(argv: list[str] | None = None) -> int:
         "raw_batch_rows_per_s": round(1e3 * args.patients / raw["raw_batch_ms"], 1),
         "batch_vs_raw_onnx": round(service["batch_ms"] / raw["raw_batch_ms"], 2),
         "batch_vs_raw_onnx_plus_json": round(service["batch_ms"] / baseline_ms, 2),
+        "interleaved_raw_batch_ms": round(service["interleaved_raw_batch_ms"], 3),
+        "interleaved_json_parse_ms": round(service["interleaved_json_parse_ms"], 3),
+        "batch_baseline_ms": round(baseline_ms, 3),
         "batch_target_ratio": BATCH_TARGET_RATIO,
         "batch_meets_target": service["batch_ms"] / baseline_ms <= BATCH_TARGET_RATIO,
         "inference_threads": service["inference_threads"],
@@ -533,6 +568,10 @@ def main(argv: list[str] | None = None) -> int:
         ),
         (f"json.loads of the {n}-patient body", f"{f['json_parse_batch_ms']:.3f} ms"),
         (
+            "  the same two, between the batches",
+            f"{f['interleaved_raw_batch_ms']:.3f} + {f['interleaved_json_parse_ms']:.3f} ms",
+        ),
+        (
             "/classify p50 / p99 (loopback)",
             f"{f['classify_p50_ms']:.3f} / {f['classify_p99_ms']:.3f} ms "
             f"(x{f['classify_p50_vs_raw_single']} raw 1 row; target < {SINGLE_TARGET_MS} ms)",
@@ -546,7 +585,8 @@ def main(argv: list[str] | None = None) -> int:
         ("batch vs raw onnxruntime", f"x{f['batch_vs_raw_onnx']}"),
         (
             "batch vs raw onnxruntime + JSON parsing",
-            f"x{f['batch_vs_raw_onnx_plus_json']} (target <= {BATCH_TARGET_RATIO})",
+            f"x{f['batch_vs_raw_onnx_plus_json']} of {f['batch_baseline_ms']:.2f} ms, the "
+            f"smaller baseline (target <= {BATCH_TARGET_RATIO})",
         ),
     ]
     rows += [(f"  batch in process: {stage}", f"{ms:.2f} ms") for stage, ms in stages.items()]

@@ -19,6 +19,7 @@ from sepsis_ml.features import (
 )
 from sepsis_ml.model import (
     ARTIFACT_FILES,
+    LARGE_CALL_ROWS,
     Calibration,
     ModelLoadError,
     SepsisModel,
@@ -110,6 +111,33 @@ def test_concurrent_predictions_agree_with_sequential(model: SepsisModel) -> Non
         results = list(pool.map(lambda _: model.predict(x), range(16)))
     for got in results:
         np.testing.assert_array_equal(got, expected)
+
+
+def test_a_large_call_on_more_threads_gives_each_row_what_it_gets_alone() -> None:
+    # the service scores a batch on two threads and a single patient on one: every row's
+    # probability must be the same to the last bit either way
+    rng = np.random.default_rng(2)
+    windows = []
+    for _ in range(3 * LARGE_CALL_ROWS):
+        values = {
+            name: list(rng.normal(mean, sd, int(rng.integers(1, WINDOW_HOURS + 1))))
+            for name, mean, sd in (
+                ("HR", 100, 20),
+                ("SBP", 105, 20),
+                ("MAP", 75, 12),
+                ("Resp", 22, 5),
+                ("Temp", 37.8, 0.8),
+                ("O2Sat", 95, 2),
+            )
+        }
+        values["Lactate"] = [float(rng.uniform(0.5, 6))]
+        windows.append(_window(values, iculos=float(rng.integers(1, 100))))
+    x = features_for_windows(windows)
+    split = SepsisModel.load(threads=1, large_threads=2)
+    assert split._large_session is not split._session
+    alone = np.concatenate([split.predict(x[i : i + 1]) for i in range(len(x))])
+    np.testing.assert_array_equal(split.predict(x), alone)
+    np.testing.assert_array_equal(SepsisModel.load(threads=1).predict(x), alone)
 
 
 @pytest.fixture

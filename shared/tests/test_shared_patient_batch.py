@@ -205,6 +205,8 @@ def test_each_kind_of_patient_alone_and_among_usual_ones(patient: dict[str, Any]
         b'{"patients": [{"patient_id": "\\ud800", "HR": 80}]}',
         b'{"patients": [{"patient_id": "\xff", "HR": 80}]}',
         b'{"patients": [{"HR": -0}, {"HR": 8e1}, {"HR": 80.00000000000001}]}',
+        b'{"patients": [{"vitals": {"HR": [80, 1' + b"0" * 400 + b"]}}]}",
+        b'{"patients": [{"vitals": {"HR": [80, 1e308, -1e308]}}]}',
     ],
 )
 def test_odd_bodies(body: bytes) -> None:

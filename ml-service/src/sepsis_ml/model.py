@@ -107,6 +107,11 @@ def _read_json(directory: Path, name: str) -> Any:
         raise ModelLoadError(f"{name} in {directory} is not readable JSON: {exc}") from exc
 
 
+LARGE_CALL_ROWS: Final = 64
+"""From this many rows a call may use `large_threads` (below, waking a second thread costs more
+than it saves)."""
+
+
 def session_options(threads: int | None = None) -> ort.SessionOptions:
     """How the service runs the model: `threads` intra-op threads (default: the cores), no
     inter-op parallelism, and no spinning. An idle intra-op thread would otherwise spin for a
@@ -133,8 +138,10 @@ class SepsisModel:
         metadata: dict[str, Any],
         feature_names: tuple[str, ...],
         directory: Path,
+        large_session: ort.InferenceSession | None = None,
     ) -> None:
         self._session = session
+        self._large_session = session if large_session is None else large_session
         self._input_name: str = session.get_inputs()[0].name
         outputs = [o.name for o in session.get_outputs()]
         self._output_name: str = "probabilities" if "probabilities" in outputs else outputs[-1]
@@ -147,8 +154,19 @@ class SepsisModel:
         self.alert_threshold: float = float(metadata["alert_threshold"])
 
     @classmethod
-    def load(cls, directory: Path | None = None, *, threads: int | None = None) -> SepsisModel:
-        """Load an artefact directory (default: the packaged one); raise ModelLoadError."""
+    def load(
+        cls,
+        directory: Path | None = None,
+        *,
+        threads: int | None = None,
+        large_threads: int | None = None,
+    ) -> SepsisModel:
+        """Load an artefact directory (default: the packaged one); raise ModelLoadError.
+
+        `threads`: intra-op threads of a call (default: the cores). `large_threads`: those of
+        a call of `LARGE_CALL_ROWS` rows or more, when more than `threads` (a second session
+        of the same model: rows are split across threads, each row's trees summed as alone).
+        """
         directory = packaged_artifacts_dir() if directory is None else Path(directory)
         if not directory.is_dir():
             raise ModelLoadError(f"model directory {directory} does not exist")
@@ -194,14 +212,23 @@ class SepsisModel:
         model_path = directory / MODEL_FILE
         if not model_path.is_file():
             raise ModelLoadError(f"{MODEL_FILE} is missing from the model directory {directory}")
-        try:
-            session = ort.InferenceSession(
-                str(model_path),
-                sess_options=session_options(threads),
-                providers=["CPUExecutionProvider"],
-            )
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise ModelLoadError(f"{MODEL_FILE} in {directory} cannot be loaded: {exc}") from exc
+
+        def open_session(intra_op_threads: int | None) -> ort.InferenceSession:
+            try:
+                return ort.InferenceSession(
+                    str(model_path),
+                    sess_options=session_options(intra_op_threads),
+                    providers=["CPUExecutionProvider"],
+                )
+            except Exception as exc:  # onnxruntime raises its own exception types
+                raise ModelLoadError(
+                    f"{MODEL_FILE} in {directory} cannot be loaded: {exc}"
+                ) from exc
+
+        session = open_session(threads)
+        large_session = None
+        if large_threads is not None and large_threads > (threads or os.cpu_count() or 1):
+            large_session = open_session(large_threads)
         shape = session.get_inputs()[0].shape
         if len(shape) != 2 or shape[1] != len(FEATURE_NAMES):
             raise ModelLoadError(
@@ -213,6 +240,7 @@ class SepsisModel:
             metadata=metadata,
             feature_names=FEATURE_NAMES,
             directory=directory,
+            large_session=large_session,
         )
 
     def _check(self, features: npt.ArrayLike) -> npt.NDArray[np.float32]:
@@ -228,7 +256,8 @@ class SepsisModel:
         x = self._check(features)
         if x.shape[0] == 0:
             return np.empty(0, dtype=np.float64)
-        (probabilities,) = self._session.run([self._output_name], {self._input_name: x})
+        session = self._large_session if x.shape[0] >= LARGE_CALL_ROWS else self._session
+        (probabilities,) = session.run([self._output_name], {self._input_name: x})
         return np.asarray(probabilities, dtype=np.float64)[:, 1]
 
     def predict(self, features: npt.ArrayLike) -> FloatArray:
