@@ -29,7 +29,7 @@ from sepsis_shared.patient import (
     parse_patients_body,
     parse_patients_hourly,
 )
-from sepsis_shared.patient_batch import read_common_batch
+from sepsis_shared.patient_batch import _USUAL_DECODER, read_common_batch
 
 MAX_ITEMS = 50
 
@@ -186,6 +186,38 @@ def test_each_kind_of_patient_alone_and_among_usual_ones(patient: dict[str, Any]
     items = [canonical_patient(rng, i) for i in range(5)]
     items.insert(2, patient)
     assert_same(body_of(items))
+
+
+@pytest.mark.parametrize(
+    "patient",
+    [
+        {"vitals": {"HR": [80]}, "labs": {"HR": 90}},  # twice
+        {"vitals": {"HR": None, "Temp": 38}, "labs": {"HR": [90]}},  # twice, once as null
+        {"vitals": {"HR": None}, "labs": {}},  # nothing measured
+        {"vitals": {}, "labs": {"Lactate": 2, "WBC": [12.5, 11]}},
+        {"labs": {"Lactate": 2}, "Age": 70, "Gender": 1.0},
+        {"vitals": {"HR": 80}, "ICULOS": 0},
+        {"vitals": {"HR": 80}, "ICULOS": 12, "HospAdmTime": -5.5},
+        {"vitals": {"HR": 80, "Age": 70}},  # a demographic inside vitals
+        {"vitals": {"HR": 80, "heart_rate": 81}},  # an alias
+        {"vitals": {"HR": 80}, "patient_id": 42, "notes": "febrile"},
+        {"vitals": {"HR": 80}, "patient_id": -(10**127)},
+        {"vitals": {"HR": 80}, "patient_id": "p" * 129},
+        {"vitals": {"HR": 80}, "Gender": "x"},
+        {"vitals": {"HR": 80}, "Age": 10**400},
+        {"vitals": {"GCS": 14.5, "HR": 80}},
+        {"vitals": None, "labs": None},
+    ],
+)
+def test_each_usual_form_patient_among_usual_ones(patient: dict[str, Any]) -> None:
+    rng = random.Random(10)
+    items = [canonical_patient(rng, i) for i in range(4)]
+    items.insert(1, patient)
+    body = body_of(items)
+    if "10000000000" not in body.decode():
+        # every key is of the usual form: the whole body is read as such
+        assert _USUAL_DECODER.decode(body).patients
+    assert_same(body)
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 
 import msgspec
 
@@ -72,6 +72,31 @@ _TopValue: Any = _NestedValue | dict[_NestedKey, _NestedValue]
 
 _DECODER: Final = msgspec.json.Decoder(dict[Literal["patients"], list[dict[_TopKey, _TopValue]]])
 
+
+class _Usual(msgspec.Struct, forbid_unknown_fields=True):
+    """A patient in the usual structured form: series under `vitals` (and `labs`), the
+    demographics at the top, each key spelled as documented. The names inside `vitals` and
+    `labs` are checked after decoding."""
+
+    patient_id: str | int | None = None
+    vitals: dict[str, float | tuple[float, ...] | None] | None = None
+    labs: dict[str, float | tuple[float, ...] | None] | None = None
+    notes: str | None = None
+    Age: int | float | None = None
+    Gender: str | int | float | None = None
+    ICULOS: int | float | None = None
+    HospAdmTime: int | float | None = None
+
+
+class _UsualBatch(msgspec.Struct, forbid_unknown_fields=True):
+    patients: list[_Usual]
+
+
+_USUAL_DECODER: Final = msgspec.json.Decoder(_UsualBatch)
+_AGE: Final = BY_SPELLING["Age"]
+_ICULOS: Final = BY_SPELLING["ICULOS"]
+_HOSP_ADM_TIME: Final = BY_SPELLING["HospAdmTime"]
+
 _CANONICAL_SERIES: Final = frozenset(SERIES_VARIABLES)
 _LIST_OR_FLOAT: Final = frozenset({tuple, float})
 
@@ -80,17 +105,81 @@ def read_common_batch(body: bytes, *, max_items: int) -> list[HourlyPatient | No
     """Each patient of the batch body as `read_common` reads it, or None for a patient it
     leaves to the general path; None for the whole body when the body is not a batch of
     1..`max_items` patients of the kind this path reads (the general path then says why)."""
+    out: list[HourlyPatient | None]
     try:
-        decoded = _DECODER.decode(body)
+        usual = _USUAL_DECODER.decode(body).patients
     except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
-        # not a body of this kind (or not JSON): the general path reads it, or says why
-        return None
-    items = decoded.get("patients")
-    if not items or len(items) > max_items:
-        return None
-    out: list[HourlyPatient | None] = [_read(raw) for raw in items]
+        # some key is not of the usual form (or the body is not JSON): try the wider form
+        try:
+            items = _DECODER.decode(body).get("patients")
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+            # not a body of this kind: the general path reads it, or says why
+            return None
+        if not items or len(items) > max_items:
+            return None
+        out = [_read(raw) for raw in items]
+    else:
+        if not usual or len(usual) > max_items:
+            return None
+        out = [_read_usual(p) for p in usual]
     _check_lists(out)
     return out
+
+
+def _read_usual(p: _Usual) -> HourlyPatient | None:
+    """One patient of the usual form, as `read_common` reads it (lists left to
+    `_check_lists`)."""
+    series = p.vitals
+    labs = p.labs
+    if labs:
+        if series:
+            if not series.keys().isdisjoint(labs):
+                return None  # a variable given twice: the general path says so
+            series = {**series, **labs}
+        else:
+            series = labs
+    if not series or not _CANONICAL_SERIES.issuperset(series):
+        return None
+    # a float is one hour's value; lists arrive as tuples of floats
+    hourly = cast(
+        dict[str, tuple[float, ...]],
+        {k: v if type(v) is tuple else (v,) for k, v in series.items() if v is not None},
+    )
+    if not hourly:
+        return None
+    patient_id = p.patient_id
+    if patient_id is not None:
+        if isinstance(patient_id, str):
+            if not 0 < len(patient_id) <= MAX_PATIENT_ID_CHARS:
+                return None
+        elif abs(patient_id) < MAX_INT_PATIENT_ID:
+            patient_id = str(patient_id)
+        else:
+            return None
+    notes = p.notes
+    if notes is not None and len(notes) > MAX_NOTES_CHARS:
+        return None
+    age = iculos = hosp_adm_time = gender = None
+    if p.Age is not None and (age := read_scalar(_AGE, p.Age)) is None:
+        return None
+    if p.ICULOS is not None and (iculos := read_scalar(_ICULOS, p.ICULOS)) is None:
+        return None
+    if p.HospAdmTime is not None and (
+        (hosp_adm_time := read_scalar(_HOSP_ADM_TIME, p.HospAdmTime)) is None
+    ):
+        return None
+    if p.Gender is not None and (gender := _gender(p.Gender)) is None:
+        return None
+    return HourlyPatient(patient_id, hourly, age, gender, iculos, hosp_adm_time, notes, None)
+
+
+def _gender(value: object) -> int | None:
+    """The 0/1 code of a Gender value, as `read_common` reads it; None when it is not one."""
+    if type(value) is str:
+        return GENDER_WORDS.get(value.strip().lower())
+    if (type(value) is int or type(value) is float) and value in (0, 1):
+        return int(value)
+    return None
 
 
 def _read(raw: dict[str, Any]) -> HourlyPatient | None:
@@ -178,13 +267,8 @@ def _put(
         hourly[name] = (x,)
         return True
     if name == "Gender":
-        if type(value) is str:
-            code = GENDER_WORDS.get(value.strip().lower())
-            if code is None:
-                return False
-        elif (type(value) is int or type(value) is float) and value in (0, 1):
-            code = int(value)
-        else:
+        code = _gender(value)
+        if code is None:
             return False
         scalars[name] = float(code)
         return True
