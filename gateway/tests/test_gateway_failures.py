@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from sepsis_gateway.upstream import CircuitBreaker, CircuitState
+from sepsis_gateway.upstream import CircuitBreaker, CircuitState, Upstream
 
 KEY = "X-API-Key"
 
@@ -234,3 +234,27 @@ def test_breaker_releases_the_probe_slot_when_the_probe_is_abandoned():
     assert breaker.allow()
     breaker.release()
     assert breaker.allow()
+
+
+async def test_a_defect_in_the_forwarding_path_is_a_500_envelope_and_is_logged(
+    stack, monkeypatch, caplog
+):
+    async def broken_call(*_: object, **__: object) -> None:
+        raise RuntimeError("a defect")
+
+    monkeypatch.setattr(Upstream, "call", broken_call)
+    client = await stack.start()
+    r = await client.post(
+        "/classify", content=b"{}", headers={KEY: stack.client_key, "X-Request-ID": "rid-500"}
+    )
+    assert r.status_code == 500
+    error = stack.envelope(r)
+    assert error["code"] == "internal_error"
+    assert "a defect" not in r.text  # the trace goes to the log, never to the client
+    assert error["request_id"] == "rid-500"
+    assert r.headers["x-request-id"] == "rid-500"
+    assert any(rec.name == "sepsis.gateway.proxy" and rec.exc_info for rec in caplog.records), (
+        "the defect is logged with its trace"
+    )
+    # the rest of the gateway is unaffected
+    assert (await client.get("/health")).status_code == 200

@@ -12,6 +12,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from importlib.metadata import version as package_version
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from sepsis_gateway.auth import KeyRing
 from sepsis_gateway.config import GatewaySettings
@@ -26,6 +27,7 @@ from sepsis_gateway.routes.table import GENAI, ML, PUBLIC_ROUTES, UPSTREAM_LABEL
 from sepsis_gateway.state import STATE_KEY, Gateway
 from sepsis_gateway.upstream import CircuitBreaker, Upstream, open_session
 from sepsis_shared.metrics import RouteMetricsMiddleware
+from sepsis_shared.requestid import RequestIdMiddleware
 from sepsis_shared.service import MissingConfiguration, setup_service_app
 
 DESCRIPTION = (
@@ -50,7 +52,7 @@ def _check_secrets(settings: GatewaySettings) -> KeyRing:
     return KeyRing(client_keys=settings.client_keys(), admin_keys=settings.admin_keys())
 
 
-def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+def create_app(settings: GatewaySettings | None = None) -> ASGIApp:
     """Build the gateway; raises MissingConfiguration when keys or the token are missing."""
     settings = settings or GatewaySettings()
     keys = _check_secrets(settings)
@@ -138,15 +140,16 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     )
     app.include_router(meta.router)
     app.include_router(performance.router)
-    # The forwarded routes are answered by pure-ASGI middleware ahead of FastAPI's router
-    # (the hot path); the access log wraps it, the request-id middleware wraps everything.
-    app.add_middleware(ForwardMiddleware)
-    app.add_middleware(
-        RouteMetricsMiddleware,
-        metrics=metrics,
-        access_log=access_logger,
-        log_fields=access_log_fields,
+    # Logging and the error envelope; the request ids come from the front below.
+    setup_service_app(app, service="gateway", settings=settings, request_ids=False)
+    # The forwarded routes (the hot path) are answered by pure ASGI ahead of FastAPI and its
+    # middleware stack; FastAPI serves the rest. The access log and figures wrap both, the
+    # request-id middleware wraps everything.
+    return RequestIdMiddleware(
+        RouteMetricsMiddleware(
+            ForwardMiddleware(app),
+            metrics=metrics,
+            access_log=access_logger,
+            log_fields=access_log_fields,
+        )
     )
-    # Adds logging, the error envelope and the request-id middleware (outermost).
-    setup_service_app(app, service="gateway", settings=settings)
-    return app

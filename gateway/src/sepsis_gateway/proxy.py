@@ -10,14 +10,17 @@ and every other header stay here. Anything else falls through to the FastAPI app
 from __future__ import annotations
 
 import json
+import logging
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sepsis_gateway.auth import Role
 from sepsis_gateway.routes.table import PUBLIC_ROUTES, Access, PublicRoute
 from sepsis_gateway.state import STATE_KEY, Gateway, authorise
 from sepsis_shared.errors import InvalidInput, PayloadTooLarge, ServiceError, error_body
 from sepsis_shared.requestid import REQUEST_ID_HEADER, current_request_id
+
+logger = logging.getLogger("sepsis.gateway.proxy")
 
 _API_KEY = b"x-api-key"
 _CONTENT_TYPE = b"content-type"
@@ -112,12 +115,26 @@ class ForwardMiddleware:
             )
             return
         gateway: Gateway = scope["state"][STATE_KEY]
+        started = False
+
+        async def send_and_mark(message: Message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
         try:
-            await self._forward(route, gateway, scope, receive, send)
+            await self._forward(route, gateway, scope, receive, send_and_mark)
         except ServiceError as exc:
             await _send_error(send, exc)
         except ClientGone:
             return
+        except Exception:
+            # A defect of this path: the log has the trace, the client gets the envelope
+            # (this path runs ahead of FastAPI's own last-resort handler).
+            logger.exception("forwarding failed", extra={"route": route.path})
+            if started:
+                raise
+            await _send_error(send, ServiceError("Internal error; see the gateway log."))
 
     async def _forward(
         self, route: PublicRoute, gateway: Gateway, scope: Scope, receive: Receive, send: Send

@@ -96,9 +96,13 @@ class ServiceTokenMiddleware:
         await self.app(scope, receive, send)
 
 
-def setup_service_app(app: FastAPI, *, service: str, settings: BaseServiceSettings) -> None:
+def setup_service_app(
+    app: FastAPI, *, service: str, settings: BaseServiceSettings, request_ids: bool = True
+) -> None:
     """Configure logging, install the error handlers and the middlewares on a new app.
 
+    `request_ids=False` leaves out the request-id middleware, for an app that is wrapped in
+    one from outside (the gateway's forwarding path runs ahead of FastAPI).
     Raises MissingConfiguration when an internal service has no service token configured.
     """
     configure_logging(
@@ -112,5 +116,6 @@ def setup_service_app(app: FastAPI, *, service: str, settings: BaseServiceSettin
                 "gateway sends (or REQUIRE_SERVICE_TOKEN=false for a local experiment)."
             )
         app.add_middleware(ServiceTokenMiddleware, token=settings.service_token.get_secret_value())
-    # Added last so it is outermost: even a refused call gets a request id.
-    app.add_middleware(RequestIdMiddleware)
+    if request_ids:
+        # Added last so it is outermost: even a refused call gets a request id.
+        app.add_middleware(RequestIdMiddleware)
