@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from typing import Any, Final, Literal, cast
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
@@ -73,26 +73,48 @@ _TopValue: Any = _NestedValue | dict[_NestedKey, _NestedValue]
 _DECODER: Final = msgspec.json.Decoder(dict[Literal["patients"], list[dict[_TopKey, _TopValue]]])
 
 
-class _Usual(msgspec.Struct, forbid_unknown_fields=True):
-    """A patient in the usual structured form: series under `vitals` (and `labs`), the
-    demographics at the top, each key spelled as documented. The names inside `vitals` and
-    `labs` are checked after decoding."""
+def _series_struct() -> Any:
+    """A record of every series variable under its own name, each value checked while it is
+    decoded as `read_common` checks it: a number or a list of 1..MAX_POINTS_PER_VARIABLE
+    numbers, each within the variable's range (whole where it must be), or null."""
+    fields: list[tuple[str, Any, Any]] = []
+    for name in sorted(SERIES_VARIABLES):
+        entry = BY_SPELLING[name]
+        whole = 1 if entry.integer else None
+        value: Any = Annotated[float, msgspec.Meta(ge=entry.low, le=entry.high, multiple_of=whole)]
+        run: Any = Annotated[
+            tuple[value, ...], msgspec.Meta(min_length=1, max_length=MAX_POINTS_PER_VARIABLE)
+        ]
+        # unset (absent) and null (sent as "not measured") stay apart: a null still counts
+        # when a variable is given twice
+        fields.append((name, value | run | None | msgspec.UnsetType, msgspec.UNSET))
+    return msgspec.defstruct("Series", fields, forbid_unknown_fields=True)
 
-    patient_id: str | int | None = None
-    vitals: dict[str, float | tuple[float, ...] | None] | None = None
-    labs: dict[str, float | tuple[float, ...] | None] | None = None
-    notes: str | None = None
-    Age: int | float | None = None
-    Gender: str | int | float | None = None
-    ICULOS: int | float | None = None
-    HospAdmTime: int | float | None = None
+
+def _usual_struct(series: Any) -> Any:
+    """A patient in the usual structured form: series under their own names in `vitals`
+    (and `labs`), the demographics at the top, each key spelled as documented."""
+    number: Any = int | float | None
+    fields: list[tuple[str, Any, Any]] = [
+        ("patient_id", str | int | None, None),
+        ("vitals", series | None, None),
+        ("labs", series | None, None),
+        ("notes", str | None, None),
+        ("Age", number, None),
+        ("Gender", str | int | float | None, None),
+        ("ICULOS", number, None),
+        ("HospAdmTime", number, None),
+    ]
+    return msgspec.defstruct("UsualPatient", fields, forbid_unknown_fields=True)
 
 
-class _UsualBatch(msgspec.Struct, forbid_unknown_fields=True):
-    patients: list[_Usual]
-
-
-_USUAL_DECODER: Final = msgspec.json.Decoder(_UsualBatch)
+_Series: Any = _series_struct()
+_Usual: Any = _usual_struct(_Series)
+_USUAL_DECODER: Final[msgspec.json.Decoder[Any]] = msgspec.json.Decoder(
+    msgspec.defstruct("UsualBatch", [("patients", list[_Usual])], forbid_unknown_fields=True)
+)
+_sent: Final = msgspec.to_builtins
+"""The fields of a decoded `Series` that were in the request (unset ones are left out)."""
 _AGE: Final = BY_SPELLING["Age"]
 _ICULOS: Final = BY_SPELLING["ICULOS"]
 _HOSP_ADM_TIME: Final = BY_SPELLING["HospAdmTime"]
@@ -118,33 +140,26 @@ def read_common_batch(body: bytes, *, max_items: int) -> list[HourlyPatient | No
         if not items or len(items) > max_items:
             return None
         out = [_read(raw) for raw in items]
-    else:
-        if not usual or len(usual) > max_items:
-            return None
-        out = [_read_usual(p) for p in usual]
-    _check_lists(out)
-    return out
-
-
-def _read_usual(p: _Usual) -> HourlyPatient | None:
-    """One patient of the usual form, as `read_common` reads it (lists left to
-    `_check_lists`)."""
-    series = p.vitals
-    labs = p.labs
-    if labs:
-        if series:
-            if not series.keys().isdisjoint(labs):
-                return None  # a variable given twice: the general path says so
-            series = {**series, **labs}
-        else:
-            series = labs
-    if not series or not _CANONICAL_SERIES.issuperset(series):
+        _check_lists(out)
+        return out
+    if not usual or len(usual) > max_items:
         return None
-    # a float is one hour's value; lists arrive as tuples of floats
-    hourly = cast(
-        dict[str, tuple[float, ...]],
-        {k: v if type(v) is tuple else (v,) for k, v in series.items() if v is not None},
-    )
+    # every value was checked while decoding
+    return [_read_usual(p) for p in usual]
+
+
+def _read_usual(p: Any) -> HourlyPatient | None:
+    """One decoded patient of the usual form (values already checked), as `read_common`
+    reads it."""
+    # the variables sent (null included); a list comes as a tuple of floats
+    series: dict[str, Any] = {} if p.vitals is None else _sent(p.vitals)
+    if p.labs is not None:
+        labs = _sent(p.labs)
+        if not series.keys().isdisjoint(labs):
+            return None  # a variable given twice: the general path says so
+        series.update(labs)
+    # a number is one hour's value
+    hourly = {k: v if type(v) is tuple else (v,) for k, v in series.items() if v is not None}
     if not hourly:
         return None
     patient_id = p.patient_id
