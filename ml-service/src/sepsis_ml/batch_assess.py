@@ -75,8 +75,6 @@ class EncodedAssessment(NamedTuple):
         return cls(head=head + _TIME_KEY, tail=rest[:-1])
 
 
-_QUOTED: Final = {name: j for j, name in enumerate(QUOTED_VARIABLES)}
-"""Columns of the latest values a driver sentence may quote."""
 _PRESENCE: Final = tuple(dict.fromkeys((*KEY_INPUTS, "SBP", "DBP")))
 """The variables `missing_inputs` looks at."""
 
@@ -234,17 +232,12 @@ class _Writer:
     ) -> EncodedAssessment:
         scores = self.cache.all_four(keys, patient)
         missing = self.cache.missing_inputs(presence_key, patient)
-
-        def latest(name: str) -> float | None:
-            x = latest_row[_QUOTED[name]]
-            return None if x != x else x  # NaN: not sent
-
         drivers = driver_sentences(
             i,
             self.choice,
             self.result,
             scores.for_drivers,
-            latest,
+            latest_row,
             probability,
             self.alert_threshold,
             self.model_alert[i],

@@ -9,7 +9,7 @@ and formatting the few sentences chosen, by the functions `blend` itself uses.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -268,13 +268,14 @@ def driver_sentences(  # positional: it is called once per patient
     choice: DriverChoice,
     result: BatchBlend,
     scores: Sequence[CachedScore],
-    latest: Callable[[str], float | None],
+    quoted_row: Sequence[float],
     probability: float,
     alert_threshold: float,
     model_alert: bool,
     plan: BlendPlan,
 ) -> list[str]:
     """Patient i's driver sentences. `scores`: its four score results in DRIVER_SCORE_ORDER;
+    `quoted_row`: its latest value of each of QUOTED_VARIABLES (NaN: not sent);
     `model_alert`: row i of `result.model_alert`."""
     out: list[str] = []
     for column in choice.columns[i]:
@@ -294,7 +295,7 @@ def driver_sentences(  # positional: it is called once per patient
         elif column == _MODEL:
             out.append(model_sentence(probability, alert_threshold, model_alert))
         elif column < _FIRST_TREND:
-            out.append(scores[column - _FIRST_SCORE].sentence.render(latest))
+            out.append(scores[column - _FIRST_SCORE].sentence.render_row(quoted_row))
         else:
             k = column - _FIRST_TREND
             name, _, unit = TRENDS[k]

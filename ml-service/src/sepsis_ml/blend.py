@@ -12,6 +12,7 @@ agree. `drivers` says in a few words what moved the assessment. Nothing here kno
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -225,6 +226,7 @@ _COMPONENT_VARIABLES: Final[Mapping[str, str]] = {
     "cardiovascular": "MAP",
 }
 QUOTED_VARIABLES: Final = tuple(dict.fromkeys(_COMPONENT_VARIABLES.values()))
+_QUOTED_COLUMN: Final = {name: j for j, name in enumerate(QUOTED_VARIABLES)}
 """The variables whose latest values a score sentence may quote."""
 DRIVER_SCORE_ORDER: Final = (ScoreName.qsofa, ScoreName.news2, ScoreName.sirs, ScoreName.sofa)
 """The order score sentences are offered in (it breaks ties between equal weights)."""
@@ -291,6 +293,8 @@ class ScoreSentence:
     quoted: tuple[tuple[str | None, str, str], ...]
     """Per component: the variable quoted (None: none), its label, the words said instead
     when that variable was not sent."""
+    columns: tuple[int, ...] = ()
+    """Per component: where its variable is in a row of QUOTED_VARIABLES values (-1: none)."""
 
     @classmethod
     def of(
@@ -306,7 +310,11 @@ class ScoreSentence:
             variable = _COMPONENT_VARIABLES.get(key)
             label = _label(variable) if variable is not None else ""
             quoted.append((variable, label, key.replace("_", " ")))
-        return cls(head=f"{_SCORE_TITLES[name]} {score}/{max_score}", quoted=tuple(quoted))
+        return cls(
+            head=f"{_SCORE_TITLES[name]} {score}/{max_score}",
+            quoted=tuple(quoted),
+            columns=tuple(-1 if v is None else _QUOTED_COLUMN[v] for v, _, _ in quoted),
+        )
 
     def render(self, latest: Latest) -> str:
         """The sentence with the patient's latest values."""
@@ -316,6 +324,17 @@ class ScoreSentence:
         for variable, label, words in self.quoted:
             value = latest(variable) if variable is not None else None
             parts.append(words if value is None else _quote(label, value))
+        return f"{self.head}: {', '.join(parts)}"
+
+    def render_row(self, row: Sequence[float]) -> str:
+        """`render` for a patient whose latest values come as a row of QUOTED_VARIABLES
+        values (NaN: not sent), as the batch path has them."""
+        if not self.quoted:
+            return self.head
+        parts = []
+        for (_, label, words), j in zip(self.quoted, self.columns, strict=True):
+            x = row[j] if j >= 0 else math.nan
+            parts.append(words if x != x else _quote(label, x))
         return f"{self.head}: {', '.join(parts)}"
 
 
