@@ -18,6 +18,7 @@ from sepsis_ml.features import (
     INPUT_VARIABLES,
     WINDOW_HOURS,
     PatientWindow,
+    _vital_stats,
     features_for_stays,
     features_for_windows,
     window_from_patient,
@@ -96,6 +97,31 @@ def test_a_single_value_has_no_spread_or_trend() -> None:
     assert feature(x, "HR_last") == feature(x, "HR_mean") == 88.0
     assert math.isnan(feature(x, "HR_std"))
     assert math.isnan(feature(x, "HR_slope"))
+
+
+def test_vital_statistics_add_the_hours_in_order_to_the_same_bits() -> None:
+    # The committed model was trained on statistics summed hour by hour (over axis 1 of the
+    # window); however they are laid out in memory, they must come to the same bits.
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        v = rng.normal(100.0, 30.0, size=(300, WINDOW_HOURS, 7))
+        v[rng.random(v.shape) < rng.uniform(0.1, 0.9)] = np.nan
+        observed = ~np.isnan(v)
+        count = np.maximum(observed.sum(axis=1), 1).astype(np.float64)
+        mean = np.where(observed, v, 0.0).sum(axis=1) / count
+        dev = np.where(observed, v - mean[:, None, :], 0.0)
+        std = np.sqrt((dev * dev).sum(axis=1) / count)
+        t = np.arange(WINDOW_HOURS, dtype=np.float64)[None, :, None]
+        t_dev = np.where(
+            observed, t - (np.where(observed, t, 0.0).sum(axis=1) / count)[:, None, :], 0.0
+        )
+        sxx = (t_dev * t_dev).sum(axis=1)
+        slope = (t_dev * dev).sum(axis=1) / np.where(sxx > 0, sxx, 1.0)
+        stats = _vital_stats(v)
+        n = observed.sum(axis=1)
+        for j, expected in ((1, mean), (4, std), (5, slope)):
+            wanted = np.where(n > (1 if j >= 4 else 0), expected, np.nan)
+            assert stats[:, :, j].tobytes() == wanted.tobytes()
 
 
 def test_derived_indices_and_score_parts() -> None:

@@ -264,29 +264,39 @@ def _le(x: FloatArray, threshold: float) -> FloatArray:
 
 
 def _vital_stats(v: FloatArray) -> FloatArray:
-    """(n, W, k) vitals -> (n, k, len(VITAL_STATS)) summary statistics."""
-    observed = ~np.isnan(v)
-    count = observed.sum(axis=1).astype(np.float64)
+    """(n, W, k) vitals -> (n, k, len(VITAL_STATS)) summary statistics.
+
+    Worked out on a copy laid out (W, k, n): each sum over the hours then adds whole
+    contiguous planes hour by hour (the same additions, in the same order, as summing over
+    axis 1 of `v`, so the same bits), instead of striding through short runs of k values.
+    """
+    x = np.ascontiguousarray(np.moveaxis(v, 0, -1))
+    observed = ~np.isnan(x)
+    count = observed.sum(axis=0).astype(np.float64)
     has_any = count > 0
     has_two = count > 1
     safe_count = np.maximum(count, 1.0)
-    zeroed = np.where(observed, v, 0.0)
-    mean = zeroed.sum(axis=1) / safe_count
-    vmin = np.where(observed, v, np.inf).min(axis=1)
-    vmax = np.where(observed, v, -np.inf).max(axis=1)
-    dev = np.where(observed, v - mean[:, None, :], 0.0)
-    std = np.sqrt((dev * dev).sum(axis=1) / safe_count)
+    zeroed = np.where(observed, x, 0.0)
+    mean = zeroed.sum(axis=0) / safe_count
+    vmin = np.where(observed, x, np.inf).min(axis=0)
+    vmax = np.where(observed, x, -np.inf).max(axis=0)
+    dev = np.where(observed, x - mean[None, :, :], 0.0)
+    std = np.sqrt((dev * dev).sum(axis=0) / safe_count)
     # Least-squares slope per hour over the observed points: independent of how many hours
     # of history the caller sent, unlike last-minus-first.
-    t = np.arange(v.shape[1], dtype=np.float64)[None, :, None]
-    t_mean = np.where(observed, t, 0.0).sum(axis=1) / safe_count
-    t_dev = np.where(observed, t - t_mean[:, None, :], 0.0)
-    sxx = (t_dev * t_dev).sum(axis=1)
-    sxy = (t_dev * dev).sum(axis=1)
+    t = np.arange(x.shape[0], dtype=np.float64)[:, None, None]
+    t_mean = np.where(observed, t, 0.0).sum(axis=0) / safe_count
+    t_dev = np.where(observed, t - t_mean[None, :, :], 0.0)
+    sxx = (t_dev * t_dev).sum(axis=0)
+    sxy = (t_dev * dev).sum(axis=0)
     slope = sxy / np.where(sxx > 0, sxx, 1.0)
-    last = _last_observed(v, observed)
+    # the latest observed hour of each (k, n), as `_last_observed` finds it
+    steps = np.arange(x.shape[0])[:, None, None]
+    idx = np.where(observed, steps, -1).max(axis=0)
+    picked = np.take_along_axis(x, np.maximum(idx, 0)[None, :, :], axis=0)[0]
+    last = np.where(idx >= 0, picked, np.nan)
     nan = np.nan
-    return np.stack(
+    stats = np.stack(
         [
             last,
             np.where(has_any, mean, nan),
@@ -297,6 +307,7 @@ def _vital_stats(v: FloatArray) -> FloatArray:
         ],
         axis=2,
     )
+    return np.ascontiguousarray(stats.transpose(1, 0, 2))
 
 
 def features_from_arrays(
