@@ -23,6 +23,7 @@ one JSON object with every figure.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import itertools
 import json
@@ -357,6 +358,7 @@ def started_service(token: str, threads: int | None) -> Iterator[str]:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"ml-service not ready within {READY_TIMEOUT_S:.0f} s")
             time.sleep(0.2)
+        log(f"service: started at http://127.0.0.1:{port}")
         yield f"http://127.0.0.1:{port}"
     finally:
         process.send_signal(signal.SIGTERM)
@@ -494,11 +496,17 @@ def main(argv: list[str] | None = None) -> int:
         stage: round(ms * 1e3, 1)
         for stage, ms in single_stage_figures(model, one_body, runs=300).items()
     }
+    service_at: contextlib.AbstractContextManager[str]
     if args.url:
         token = os.environ.get("SERVICE_TOKEN", "")
         log(f"service: {args.url}")
+        service_at = contextlib.nullcontext(args.url)
+    else:
+        token = secrets.token_urlsafe(24)
+        service_at = started_service(token, args.threads)
+    with service_at as url:
         service = service_figures(
-            args.url,
+            url,
             token,
             patients,
             batch_body,
@@ -506,19 +514,6 @@ def main(argv: list[str] | None = None) -> int:
             batch_runs=args.batches,
             baseline=baseline,
         )
-    else:
-        token = secrets.token_urlsafe(24)
-        with started_service(token, args.threads) as url:
-            log(f"service: started at {url}")
-            service = service_figures(
-                url,
-                token,
-                patients,
-                batch_body,
-                single_runs=args.requests,
-                batch_runs=args.batches,
-                baseline=baseline,
-            )
 
     # the batch ratio's baseline: the smaller of the tight-loop and interleaved baselines
     interleaved_ms = service["interleaved_raw_batch_ms"] + service["interleaved_json_parse_ms"]

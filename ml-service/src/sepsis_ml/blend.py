@@ -226,8 +226,8 @@ _COMPONENT_VARIABLES: Final[Mapping[str, str]] = {
     "cardiovascular": "MAP",
 }
 QUOTED_VARIABLES: Final = tuple(dict.fromkeys(_COMPONENT_VARIABLES.values()))
-_QUOTED_COLUMN: Final = {name: j for j, name in enumerate(QUOTED_VARIABLES)}
 """The variables whose latest values a score sentence may quote."""
+_QUOTED_COLUMN: Final = {name: j for j, name in enumerate(QUOTED_VARIABLES)}
 DRIVER_SCORE_ORDER: Final = (ScoreName.qsofa, ScoreName.news2, ScoreName.sirs, ScoreName.sofa)
 """The order score sentences are offered in (it breaks ties between equal weights)."""
 _SCORE_TITLES: Final[Mapping[ScoreName, str]] = {
@@ -318,13 +318,11 @@ class ScoreSentence:
 
     def render(self, latest: Latest) -> str:
         """The sentence with the patient's latest values."""
-        if not self.quoted:
-            return self.head
-        parts = []
-        for variable, label, words in self.quoted:
-            value = latest(variable) if variable is not None else None
-            parts.append(words if value is None else _quote(label, value))
-        return f"{self.head}: {', '.join(parts)}"
+        row = [math.nan] * len(QUOTED_VARIABLES)
+        for variable, _, _ in self.quoted:
+            if variable is not None and (value := latest(variable)) is not None:
+                row[_QUOTED_COLUMN[variable]] = value
+        return self.render_row(row)
 
     def render_row(self, row: Sequence[float]) -> str:
         """`render` for a patient whose latest values come as a row of QUOTED_VARIABLES

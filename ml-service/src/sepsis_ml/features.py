@@ -229,12 +229,15 @@ def window_from_patient(p: NormalizedPatient) -> PatientWindow:
     )
 
 
-def _last_observed(x: FloatArray, observed: npt.NDArray[np.bool_]) -> FloatArray:
-    """Latest observed value along axis 1 (carried forward within the window only)."""
-    steps = np.arange(x.shape[1])
-    idx = np.where(observed, steps[None, :, None], -1).max(axis=1)
-    picked = np.take_along_axis(x, np.maximum(idx, 0)[:, None, :], axis=1)[:, 0, :]
-    return np.where(idx >= 0, picked, np.nan)
+def _last_observed(x: FloatArray, observed: npt.NDArray[np.bool_], *, axis: int = 1) -> FloatArray:
+    """Latest observed value along the hours' `axis` (carried forward within the window
+    only); that axis is dropped."""
+    shape = [1] * x.ndim
+    shape[axis] = x.shape[axis]
+    steps = np.arange(x.shape[axis]).reshape(shape)
+    idx = np.expand_dims(np.where(observed, steps, -1).max(axis=axis), axis)
+    picked = np.take_along_axis(x, np.maximum(idx, 0), axis=axis)
+    return np.squeeze(np.where(idx >= 0, picked, np.nan), axis=axis)
 
 
 def _band_points(x: FloatArray, band: _Banded) -> FloatArray:
@@ -290,11 +293,7 @@ def _vital_stats(v: FloatArray) -> FloatArray:
     sxx = (t_dev * t_dev).sum(axis=0)
     sxy = (t_dev * dev).sum(axis=0)
     slope = sxy / np.where(sxx > 0, sxx, 1.0)
-    # the latest observed hour of each (k, n), as `_last_observed` finds it
-    steps = np.arange(x.shape[0])[:, None, None]
-    idx = np.where(observed, steps, -1).max(axis=0)
-    picked = np.take_along_axis(x, np.maximum(idx, 0)[None, :, :], axis=0)[0]
-    last = np.where(idx >= 0, picked, np.nan)
+    last = _last_observed(x, observed, axis=0)
     nan = np.nan
     stats = np.stack(
         [

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Final, NamedTuple
 
 from sepsis_shared.patient_types import (
@@ -36,11 +36,12 @@ from sepsis_shared.variables import (
 
 __all__ = [
     "BY_SPELLING",
-    "SERIES_KIND",
     "Deferred",
     "Entry",
     "check_deferred",
     "read_common",
+    "read_gender",
+    "read_patient_id",
     "read_scalar",
 ]
 
@@ -48,8 +49,6 @@ __all__ = [
 _SERIES: Final = 0
 _SCALAR: Final = 1
 _GENDER: Final = 2
-SERIES_KIND: Final = _SERIES
-"""`Entry.kind` of a variable that may come as a list of hourly values."""
 
 
 class Entry(NamedTuple):
@@ -110,7 +109,25 @@ def read_scalar(entry: Entry, value: object) -> float | None:
     return None
 
 
-def _numbers(entry: Entry, values: list[Any]) -> tuple[float, ...] | None:
+def read_patient_id(value: object) -> str | None:
+    """A valid patient id (a short string, or an integer) as a string, else None."""
+    if type(value) is str and 0 < len(value) <= MAX_PATIENT_ID_CHARS:
+        return value
+    if type(value) is int and abs(value) < MAX_INT_PATIENT_ID:
+        return str(value)
+    return None
+
+
+def read_gender(value: object) -> int | None:
+    """The 0/1 code of a valid Gender value (a word or 0/1), else None."""
+    if type(value) is str:
+        return GENDER_WORDS.get(value.strip().lower())
+    if (type(value) is int or type(value) is float) and value in (0, 1):
+        return int(value)
+    return None
+
+
+def _numbers(entry: Entry, values: Sequence[Any]) -> tuple[float, ...] | None:
     """A valid list of plain numbers as floats (newest first), else None."""
     if not 0 < len(values) <= MAX_POINTS_PER_VARIABLE:
         return None
@@ -132,7 +149,7 @@ def _numbers(entry: Entry, values: list[Any]) -> tuple[float, ...] | None:
     return xs
 
 
-Deferred = dict[str, list[tuple[int, list[Any], dict[str, Any]]]]
+Deferred = dict[str, list[tuple[int, Sequence[Any], dict[str, Any]]]]
 """Lists left to check, by canonical name: (item index, the list, the dict its floats go
 into)."""
 
@@ -170,11 +187,8 @@ def read_common(
                     if value is None:
                         continue
                     if meta == "patient_id":
-                        if type(value) is str and 0 < len(value) <= MAX_PATIENT_ID_CHARS:
-                            patient_id = value
-                        elif type(value) is int and abs(value) < MAX_INT_PATIENT_ID:
-                            patient_id = str(value)
-                        else:
+                        patient_id = read_patient_id(value)
+                        if patient_id is None:
                             return None
                     elif meta == "notes":
                         if type(value) is not str or len(value) > MAX_NOTES_CHARS:
@@ -196,7 +210,8 @@ def read_common(
                 continue
             kind = entry.kind
             if kind == _SERIES:
-                if type(value) is list:
+                # a list (a tuple when the body was decoded by `read_common_batch`)
+                if type(value) is list or type(value) is tuple:
                     if deferred is not None and 0 < len(value) <= MAX_POINTS_PER_VARIABLE:
                         found = deferred.get(name)
                         if found is None:
@@ -215,13 +230,8 @@ def read_common(
                     return None
                 series[name] = (x,)
             elif kind == _GENDER:
-                if type(value) is str:
-                    code = GENDER_WORDS.get(value.strip().lower())
-                    if code is None:
-                        return None
-                elif (type(value) is int or type(value) is float) and value in (0, 1):
-                    code = int(value)
-                else:
+                code = read_gender(value)
+                if code is None:
                     return None
                 scalars[name] = float(code)
             else:
@@ -257,7 +267,7 @@ def check_deferred(deferred: Deferred) -> set[int]:
         entry = _BY_NAME[name]
         # all the values in one list: each check below is then one pass over a list
         flat = list(chain(r[1] for r in records))
-        convert: Callable[[list[Any]], tuple[float, ...]] | None = None
+        convert: Callable[[Sequence[Any]], tuple[float, ...]] | None = None
         if _FLOAT_TYPE.issuperset(map(type, flat)):
             convert = tuple
         elif _NUMBER_TYPES.issuperset(map(type, flat)):
@@ -285,5 +295,5 @@ def check_deferred(deferred: Deferred) -> set[int]:
     return failed
 
 
-def _floats(values: list[Any]) -> tuple[float, ...]:
+def _floats(values: Sequence[Any]) -> tuple[float, ...]:
     return tuple(map(float, values))
