@@ -31,6 +31,7 @@ from sepsis_ml import batch_scores as batch_scores_module
 from sepsis_ml.batch_assess import EncodedAssessment
 from sepsis_ml.batch_inputs import COLUMN, LATEST_VARIABLES, batch_inputs
 from sepsis_ml.batch_scores import SCORES, ScoreCache, batch_scores
+from sepsis_ml.blend import TREND_VARIABLES, window_trend
 from sepsis_ml.config import MLSettings
 from sepsis_ml.features import (
     FEATURE_NAMES,
@@ -320,6 +321,13 @@ def test_inputs_are_the_single_patient_windows_and_latest_values() -> None:
             got = inputs.latest[i, COLUMN[name]]
             want = p.latest(name)
             assert (math.isnan(got) and want is None) or got == want, (name, requests[i])
+        for k, name in enumerate(TREND_VARIABLES):
+            trend = window_trend(p.observations(name))
+            pair = (inputs.trend_change[i, k], inputs.trend_span[i, k])
+            if trend is None:
+                assert np.isnan(pair).all(), (name, requests[i])
+            else:
+                assert pair == trend, (name, requests[i])
     features = features_from_arrays(inputs.windows, inputs.age, inputs.gender, inputs.iculos)
     np.testing.assert_array_equal(features, features_for_windows(windows))
 

@@ -37,6 +37,10 @@ COLUMN: Final = {name: i for i, name in enumerate(LATEST_VARIABLES)}
 _N_LATEST: Final = len(LATEST_VARIABLES)
 _N_WINDOW: Final = len(INPUT_VARIABLES)
 _URINE: Final = "UrineOutput"
+_TREND_OF_COLUMN: Final = np.full(_N_LATEST, -1, dtype=np.int64)
+"""Each column's place in TREND_VARIABLES, -1 for none."""
+_TREND_OF_COLUMN[[COLUMN[name] for name in TREND_VARIABLES]] = np.arange(len(TREND_VARIABLES))
+_TREND_OF_COLUMN.setflags(write=False)
 
 Patient = HourlyPatient | NormalizedPatient
 
@@ -93,12 +97,11 @@ def batch_inputs(patients: Sequence[Patient]) -> BatchInputs:
     chain = itertools.chain.from_iterable
     runs = list(chain(h.values() for h in hourly))
     if runs:
-        run_patient = np.repeat(np.array(hourly_rows, dtype=np.int64), list(map(len, hourly)))
-        columns = np.fromiter(map(COLUMN.__getitem__, chain(hourly)), np.int64, len(runs))
         _lay_out_hourly(
             np.fromiter(chain(runs), np.float64),
             np.fromiter(map(len, runs), np.int64, len(runs)),
-            run_patient * _N_LATEST + columns,
+            np.repeat(np.array(hourly_rows, dtype=np.int64), list(map(len, hourly))),
+            np.fromiter(map(COLUMN.__getitem__, chain(hourly)), np.int64, len(runs)),
             latest=latest,
             windows=windows,
             trend_change=trend_change,
@@ -127,35 +130,38 @@ def _known(values: list[float | None] | list[int | None]) -> FloatArray:
 def _lay_out_hourly(
     values: FloatArray,
     lengths: IntArray,
-    cells: IntArray,
+    run_patient: IntArray,
+    run_column: IntArray,
     *,
     latest: FloatArray,
     windows: FloatArray,
     trend_change: FloatArray,
     trend_span: FloatArray,
 ) -> None:
-    """Runs of hourly values (each newest first, one run per patient and variable) into the
-    flat `latest` (n * _N_LATEST), the windows and the trends."""
+    """Runs of hourly values (each newest first, one run per patient and variable: its row
+    and its column of `latest`) into the flat `latest` (n * _N_LATEST), the windows and the
+    trends."""
     starts = np.zeros(len(lengths), dtype=np.int64)
     np.cumsum(lengths[:-1], out=starts[1:])
-    latest[cells] = values[starts]  # newest first: a run's first value is its latest
+    # newest first: a run's first value is its latest
+    latest[run_patient * _N_LATEST + run_column] = values[starts]
 
     # value j of a run is j hours old: it goes to row WINDOW_HOURS-1-j while j < WINDOW_HOURS
-    run_of = np.repeat(np.arange(len(lengths)), lengths)
-    hours_ago = np.arange(len(values)) - starts[run_of]
-    patient, column = np.divmod(cells[run_of], _N_LATEST)
+    hours_ago = np.arange(len(values)) - np.repeat(starts, lengths)
+    column = np.repeat(run_column, lengths)
     keep = (hours_ago < WINDOW_HOURS) & (column < _N_WINDOW)
-    windows[patient[keep], WINDOW_HOURS - 1 - hours_ago[keep], column[keep]] = values[keep]
+    cell = np.repeat(run_patient, lengths) * WINDOW_HOURS + (WINDOW_HOURS - 1) - hours_ago
+    cell *= _N_WINDOW
+    cell += column
+    windows.reshape(-1)[cell[keep]] = values[keep]
 
     # trends: from the oldest value inside the window to the newest, for runs of two or more
-    run_patient, run_column = np.divmod(cells, _N_LATEST)
-    oldest = np.minimum(lengths, WINDOW_HOURS) - 1
-    for k, name in enumerate(TREND_VARIABLES):
-        runs = np.flatnonzero((run_column == COLUMN[name]) & (lengths >= 2))
-        rows = run_patient[runs]
-        first = starts[runs] + oldest[runs]
-        trend_change[rows, k] = values[starts[runs]] - values[first]
-        trend_span[rows, k] = oldest[runs].astype(np.float64)
+    trend = _TREND_OF_COLUMN[run_column]
+    runs = np.flatnonzero((trend >= 0) & (lengths >= 2))
+    oldest = np.minimum(lengths[runs], WINDOW_HOURS) - 1
+    rows, k = run_patient[runs], trend[runs]
+    trend_change[rows, k] = values[starts[runs]] - values[starts[runs] + oldest]
+    trend_span[rows, k] = oldest.astype(np.float64)
 
 
 def _lay_out_one(
