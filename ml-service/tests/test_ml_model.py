@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -216,3 +219,51 @@ def test_calibration_methods() -> None:
     np.testing.assert_allclose(iso.apply(np.array([0.0, 0.3, 0.9])), [0.02, 0.21, 0.4])
     platt = Calibration.from_json({"method": "platt", "a": 1.0, "b": 0.0})
     np.testing.assert_allclose(platt.apply(np.array([0.2, 0.7])), [0.2, 0.7])
+
+
+# ---- no telemetry ------------------------------------------------------------------------------
+
+_SCORE_ONE = """
+import sys
+{first}
+from sepsis_ml.features import FEATURE_NAMES
+from sepsis_ml.model import SepsisModel
+import numpy as np
+model = SepsisModel.load(threads=1)
+print(model.predict(np.zeros((1, len(FEATURE_NAMES)), dtype=np.float32))[0])
+"""
+
+
+def _score_one_in_fresh_home(tmp_path: Path, name: str, first: str) -> list[Path]:
+    """Load and run the model in a new process whose home is empty; the files it leaves."""
+    home = tmp_path / name
+    home.mkdir()
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        # onnxruntime stays quiet in a CI run, and honours an opt-out already set
+        if key not in ("CI", "ORT_DISABLE_TELEMETRY") and not key.startswith("XDG_")
+    }
+    env["HOME"] = str(home)
+    done = subprocess.run(
+        [sys.executable, "-c", _SCORE_ONE.format(first=first)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert 0.0 <= float(done.stdout.strip().splitlines()[-1]) <= 1.0
+    return [p for p in home.rglob("*") if p.is_file()]
+
+
+def test_onnxruntime_telemetry_is_off_in_the_service(tmp_path: Path) -> None:
+    # onnxruntime imported first, as a plain script would: it writes its device identifier
+    # (the start of its telemetry); that is what this test looks for
+    left = _score_one_in_fresh_home(tmp_path, "plain", "import onnxruntime")
+    assert any("onnxruntime" in str(p) for p in left), (
+        f"onnxruntime left no telemetry files ({left}): this check cannot tell any more"
+    )
+    # through this package, as the service, training and evaluation load it: nothing at all
+    assert _score_one_in_fresh_home(tmp_path, "service", "import sepsis_ml") == []
