@@ -6,11 +6,13 @@ sizes, hashes, timings and codes, never notes, vitals, prompts or patient ids.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
+import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
+
+import msgspec
 
 from sepsis_shared.requestid import current_request_id
 
@@ -27,16 +29,38 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+class _Clock:
+    """Record times as text, the part down to the second worked out once per second."""
+
+    def __init__(self, *, utc: bool) -> None:
+        self.utc = utc
+        self.second = -1
+        self.prefix = ""
+        self.suffix = "+00:00" if utc else ""
+
+    def __call__(self, record: logging.LogRecord) -> str:
+        second = int(record.created)
+        if second != self.second:
+            if self.utc:
+                self.prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            else:
+                self.prefix = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
+            self.second = second
+        return f"{self.prefix}.{int(record.msecs):03d}{self.suffix}"
+
+
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line, with any `extra=` fields kept."""
+    """One JSON object per line, with any `extra=` fields kept (a value JSON has no type for
+    is written as its `str`)."""
 
     def __init__(self, service: str) -> None:
         super().__init__()
         self.service = service
+        self.clock = _Clock(utc=True)
 
     def format(self, record: logging.LogRecord) -> str:
         payload: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "ts": self.clock(record),
             "level": record.levelname,
             "service": self.service,
             "logger": record.name,
@@ -48,7 +72,31 @@ class JsonFormatter(logging.Formatter):
                 payload[key] = value
         if record.exc_info:
             payload["exc_info"] = self.formatException(record.exc_info)
-        return json.dumps(payload, default=str)
+        return _ENCODER.encode(payload).decode()
+
+
+class TextFormatter(logging.Formatter):
+    """One readable line per event: local time, level, service, request id, message (and the
+    traceback, if any)."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+        self.clock = _Clock(utc=False)
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = (
+            f"{self.clock(record)} {record.levelname} {self.service} "
+            f"[{getattr(record, 'request_id', '-')}] {record.getMessage()}"
+        )
+        if record.exc_info:
+            line = f"{line}\n{self.formatException(record.exc_info)}"
+        if record.stack_info:
+            line = f"{line}\n{self.formatStack(record.stack_info)}"
+        return line
+
+
+_ENCODER: Final = msgspec.json.Encoder(enc_hook=str)
 
 
 def configure_logging(*, service: str, level: str = "INFO", json_lines: bool = True) -> None:
@@ -60,13 +108,14 @@ def configure_logging(*, service: str, level: str = "INFO", json_lines: bool = T
     handler = logging.StreamHandler(sys.stderr)
     handler._sepsis_handler = True  # type: ignore[attr-defined]  # marker to find our handler again
     handler.addFilter(RequestIdFilter())
-    if json_lines:
-        handler.setFormatter(JsonFormatter(service))
-    else:
-        handler.setFormatter(
-            logging.Formatter(f"%(asctime)s %(levelname)s {service} [%(request_id)s] %(message)s")
-        )
+    handler.setFormatter(JsonFormatter(service) if json_lines else TextFormatter(service))
     root.addHandler(handler)
+    # No line says which thread or process wrote it, nor from which source line: each record
+    # would otherwise look them up (a system call for the process id), on every request.
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+    logging._srcfile = None  # the documented opt-out
     root.setLevel(level.upper())
     # uvicorn's access log would print paths with query strings; ours is enough.
     logging.getLogger("uvicorn.access").disabled = True
