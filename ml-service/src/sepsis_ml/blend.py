@@ -293,8 +293,10 @@ class ScoreSentence:
     quoted: tuple[tuple[str | None, str, str], ...]
     """Per component: the variable quoted (None: none), its label, the words said instead
     when that variable was not sent."""
-    columns: tuple[int, ...] = ()
-    """Per component: where its variable is in a row of QUOTED_VARIABLES values (-1: none)."""
+    pieces: tuple[tuple[str, str | None, int], ...] = ()
+    """Per component, as `render_row` uses them: the words said when its value is not known,
+    the text before its value (None: it quotes no value), where the value is in a row of
+    QUOTED_VARIABLES values."""
 
     @classmethod
     def of(
@@ -310,10 +312,14 @@ class ScoreSentence:
             variable = _COMPONENT_VARIABLES.get(key)
             label = _label(variable) if variable is not None else ""
             quoted.append((variable, label, key.replace("_", " ")))
+        columns = tuple(-1 if v is None else _QUOTED_COLUMN[v] for v, _, _ in quoted)
         return cls(
             head=f"{_SCORE_TITLES[name]} {score}/{max_score}",
             quoted=tuple(quoted),
-            columns=tuple(-1 if v is None else _QUOTED_COLUMN[v] for v, _, _ in quoted),
+            pieces=tuple(
+                (words, None if j < 0 else f"{label} ", max(j, 0))
+                for (_, label, words), j in zip(quoted, columns, strict=True)
+            ),
         )
 
     def render(self, latest: Latest) -> str:
@@ -327,18 +333,14 @@ class ScoreSentence:
     def render_row(self, row: Sequence[float]) -> str:
         """`render` for a patient whose latest values come as a row of QUOTED_VARIABLES
         values (NaN: not sent), as the batch path has them."""
-        if not self.quoted:
+        if not self.pieces:
             return self.head
-        parts = []
-        for (_, label, words), j in zip(self.quoted, self.columns, strict=True):
-            x = row[j] if j >= 0 else math.nan
-            parts.append(words if x != x else _quote(label, x))
-        return f"{self.head}: {', '.join(parts)}"
-
-
-@functools.lru_cache(maxsize=8192)
-def _quote(label: str, value: float) -> str:
-    return f"{label} {_num(value)}"
+        # a value that is not known (NaN, the only value unequal to itself) is said in words
+        said = [
+            words if before is None or (x := row[j]) != x else before + _num(x)
+            for words, before, j in self.pieces
+        ]
+        return f"{self.head}: {', '.join(said)}"
 
 
 def _score_sentence(patient: NormalizedPatient, name: ScoreName, result: ScoreResult) -> str:
