@@ -1,10 +1,11 @@
 """Gateway overhead benchmark: POST /classify straight to ml-service and through the gateway.
 
 At each concurrency (default 1 and 32 clients) and for each target, it sends a warm-up, then a
-fixed number of requests (in rounds that alternate the two targets, so that a change in the
-machine's load falls on both) with the original deployment guide's /classify body (DESIGN §8), and
-reports latency p50/p99, throughput and the gateway's overhead ratios (through-gateway p50 over
-direct p50; direct throughput over through-gateway throughput; the target is <= 1.5 for both).
+fixed number of requests (in short rounds that alternate the two targets, 8 requests per client
+each, so that a change in the machine's load falls on both) with the original deployment
+guide's /classify body (DESIGN §8), and reports latency p50/p99, throughput and the gateway's
+overhead ratios (through-gateway p50 over direct p50; direct throughput over through-gateway
+throughput; the target is <= 1.5 for both).
 A readable table comes first; the last line is one JSON object with every figure.
 
 Needs a running stack (scripts/run) or any ml-service and gateway you started yourself:
@@ -41,6 +42,10 @@ from sepsis_shared.patient import FLAT_EXAMPLE
 GUIDE_CLASSIFY = json.dumps(FLAT_EXAMPLE).encode()
 
 TARGET_RATIO = 1.5
+ROUND_REQUESTS_PER_CLIENT = 8
+"""Each round sends this many requests per client to one target, then the other target has its
+round: short rounds, so that the machine's speed, which drifts within seconds on a shared
+host, is the same for both targets."""
 REQUEST_TIMEOUT_S = 30.0
 
 
@@ -179,6 +184,11 @@ async def preflight(target: Target) -> str | None:
     return None
 
 
+def rounds_for(requests: int, clients: int, round_size: int) -> int:
+    """How many rounds `requests` make at `round_size` requests per client (at least one)."""
+    return max(1, min(requests, requests // (clients * round_size)))
+
+
 def _ratio(a: float, b: float) -> float | None:
     return round(a / b, 3) if b > 0 else None
 
@@ -236,10 +246,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--requests", type=int, default=2000, help="measured requests per run")
     parser.add_argument("--warmup", type=int, default=200, help="unmeasured requests first")
     parser.add_argument(
-        "--rounds",
+        "--round-size",
         type=int,
-        default=4,
-        help="measured requests are split into this many rounds, alternating the targets",
+        default=ROUND_REQUESTS_PER_CLIENT,
+        help="requests per client in each round; the rounds alternate the targets "
+        f"(default {ROUND_REQUESTS_PER_CLIENT})",
     )
     parser.add_argument(
         "--concurrency",
@@ -252,8 +263,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("no gateway key: set API_KEY (or API_KEYS) or pass --api-key")
     if not args.service_token:
         parser.error("no service token: set SERVICE_TOKEN or pass --service-token")
-    if args.requests < 1 or args.rounds < 1 or not args.clients or min(args.clients) < 1:
-        parser.error("--requests and --concurrency must be positive")
+    if args.requests < 1 or args.round_size < 1 or not args.clients or min(args.clients) < 1:
+        parser.error("--requests, --round-size and --concurrency must be positive")
     return args
 
 
@@ -302,7 +313,7 @@ async def main(argv: list[str] | None = None) -> int:
             clients=clients,
             requests=args.requests,
             warmup=args.warmup,
-            rounds=min(args.rounds, args.requests),
+            rounds=rounds_for(args.requests, clients, args.round_size),
         )
         runs += pair
         ratios[clients] = overhead(*pair)
@@ -328,7 +339,7 @@ async def main(argv: list[str] | None = None) -> int:
         "gateway_url": args.gateway_url,
         "requests_per_run": args.requests,
         "warmup_per_run": args.warmup,
-        "rounds": args.rounds,
+        "rounds": {str(c): rounds_for(args.requests, c, args.round_size) for c in args.clients},
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
         "runs": {
