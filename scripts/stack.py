@@ -482,7 +482,7 @@ class LocalStack:
         spec = self.specs[name]
         assert self.redis is not None, "redis is settled before any service starts"
         argv = [
-            sys.executable, "-m", "uvicorn", spec.app, "--factory",
+            sys.executable, "-m", "uvicorn", spec.app, "--factory", "--no-server-header",
             "--host", self.config.host, "--port", str(spec.port),
             "--timeout-graceful-shutdown", "5",
         ]  # fmt: skip

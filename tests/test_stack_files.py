@@ -297,6 +297,8 @@ def test_dockerfile_runs_unprivileged_with_probe_and_command(service: str) -> No
     assert argv[:3] == ["uvicorn", f"{module}.app:create_app", "--factory"]
     assert argv[argv.index("--port") + 1] == str(port)
     assert argv[argv.index("--host") + 1] == "0.0.0.0"
+    # no `server: uvicorn` on the answers: nothing to tell a scanner which server this is
+    assert "--no-server-header" in argv
     assert (ROOT / service / "src" / module).is_dir()
 
 

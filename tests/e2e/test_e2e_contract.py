@@ -68,6 +68,8 @@ def test_request_id_is_generated_when_absent(gateway: httpx.Client, client_key: 
     assert all(REQUEST_ID.match(i) for i in ids)
     assert ids[0] != ids[1]
     assert first.json()["request_id"] == ids[0]
+    # the answers do not name the server software
+    assert "server" not in first.headers
 
 
 def test_request_id_is_in_error_envelopes_too(gateway: httpx.Client, client_key: str) -> None:
