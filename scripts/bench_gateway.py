@@ -5,7 +5,8 @@ fixed number of requests (in short rounds that alternate the two targets, 8 requ
 each, so that a change in the machine's load falls on both) with the original deployment
 guide's /classify body (DESIGN §8), and reports latency p50/p99, throughput and the gateway's
 overhead ratios (through-gateway p50 over direct p50; direct throughput over through-gateway
-throughput; the target is <= 1.5 for both).
+throughput; the targets: the p50 ratio <= 1.5 at every concurrency, the throughput ratio <= 1.5
+at 32 clients).
 A readable table comes first; the last line is one JSON object with every figure.
 
 Needs a running stack (scripts/run) or any ml-service and gateway you started yourself:
@@ -42,6 +43,9 @@ from sepsis_shared.patient import FLAT_EXAMPLE
 GUIDE_CLASSIFY = json.dumps(FLAT_EXAMPLE).encode()
 
 TARGET_RATIO = 1.5
+THROUGHPUT_FROM_CLIENTS = 32
+"""The throughput target holds under concurrent load (the issue: "throughput within 1.5x of
+direct at 32 clients"); at one client throughput is only the inverse of the latency."""
 ROUND_REQUESTS_PER_CLIENT = 8
 """Each round sends this many requests per client to one target, then the other target has its
 round: short rounds, so that the machine's speed, which drifts within seconds on a shared
@@ -279,7 +283,10 @@ def print_table(runs: list[Run], ratios: dict[int, dict[str, float | None]]) -> 
             f"{run.p50_ms:>8.2f} {run.p99_ms:>8.2f} {run.mean_ms:>8.2f} {run.throughput_rps:>8.0f}"
         )
     print()  # noqa: T201
-    print(f"gateway overhead (target: p50 and throughput ratios <= {TARGET_RATIO}):")  # noqa: T201
+    print(  # noqa: T201
+        f"gateway overhead (targets: p50 ratio <= {TARGET_RATIO} at every concurrency, "
+        f"throughput ratio <= {TARGET_RATIO} from {THROUGHPUT_FROM_CLIENTS} clients):"
+    )
     for clients, r in ratios.items():
         print(  # noqa: T201
             f"  {clients:>3} clients: p50 x{r['p50_ratio']}, p99 x{r['p99_ratio']}, "
@@ -329,8 +336,9 @@ async def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
     met = all(
-        (r["p50_ratio"] or 0) <= TARGET_RATIO and (r["throughput_ratio"] or 0) <= TARGET_RATIO
-        for r in ratios.values()
+        (r["p50_ratio"] or 0) <= TARGET_RATIO
+        and (clients < THROUGHPUT_FROM_CLIENTS or (r["throughput_ratio"] or 0) <= TARGET_RATIO)
+        for clients, r in ratios.items()
     )
     summary = {
         "benchmark": "gateway-overhead",
