@@ -72,6 +72,16 @@ def test_json_lines_carry_the_event_the_request_id_and_extra_fields(
     assert not {"args", "msg", "levelno", "created", "process", "thread"} & first.keys()
 
 
+def test_json_lines_stay_json_whatever_the_extra_values(stream: io.StringIO) -> None:
+    _install(stream, json_lines=True)
+    odd = {"n": 2**70, "keys": {1: "one", (2, 3): "pair"}, "nan": float("nan")}
+    logging.getLogger("test.odd").info("odd", extra=odd)
+    payload = json.loads(stream.getvalue())
+    assert payload["n"] == 2**70
+    assert payload["keys"] == {"1": "one", "(2, 3)": "pair"}
+    assert payload["nan"] is None
+
+
 def test_json_time_is_utc_to_the_millisecond(stream: io.StringIO) -> None:
     _install(stream, json_lines=True)
     log = logging.getLogger("test.time")
