@@ -15,12 +15,11 @@ three back-to-back runs of each part, so warm, and at the same moment of the hos
 speed drifts within seconds on a shared machine; onnxruntime without spinning threads there,
 which would take a core from the service measured next), and the median of those ratios is
 judged. The ratio of the median batch to the baseline timed in a tight loop beforehand is
-printed too. Targets: /classify p50 under 3 ms; a
-1,000-patient batch within 3x (raw onnxruntime for the 1,000 rows + JSON parsing of the
-body). By default it starts `uvicorn sepsis_ml.app:create_app --factory` itself on a free port
-with a generated token and stops it at the end; `--url` (with SERVICE_TOKEN in the
-environment) measures a service already running. Loops are bounded; the last line printed is
-one JSON object with every figure.
+printed too. Targets: /classify p50 under 3 ms; a 1,000-patient batch within 3x (raw
+onnxruntime for the 1,000 rows + JSON parsing of the body). By default it starts
+`uvicorn sepsis_ml.app:create_app --factory` itself on a free port with a generated token and
+stops it at the end; `--url` (with SERVICE_TOKEN in the environment) measures a service already
+running. Loops are bounded; the last line printed is one JSON object with every figure.
 """
 
 from __future__ import annotations
