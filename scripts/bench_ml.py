@@ -214,23 +214,50 @@ def raw_figures(
     return figures, baseline
 
 
+@contextmanager
+def _in_process(model: SepsisModel) -> Iterator[ServiceState]:
+    """The service's state as its lifespan builds it (one pool thread), without HTTP."""
+    threads = ThreadPoolExecutor(max_workers=1)
+    try:
+        yield ServiceState(
+            settings=MLSettings(SERVICE_TOKEN="bench"),
+            model=model,
+            configs=ConfigStore.open(),
+            runtime=InferenceRuntime(
+                model=model, executor=threads, threads=1, stats=InferenceStats()
+            ),
+            metrics=ServiceMetrics(),
+        )
+    finally:
+        threads.shutdown()
+
+
+def _keep_best(best: dict[str, float], marks: list[tuple[str, float]]) -> None:
+    """Each stage's time between consecutive marks (ms), kept when it beats the best so far."""
+    for (_, before), (stage, after) in itertools.pairwise(marks):
+        ms = (after - before) * 1e3
+        best[stage] = min(best.get(stage, ms), ms)
+
+
+def _score_batch_ms(state: ServiceState, body: bytes, *, runs: int) -> list[float]:
+    """`score_batch` whole, body bytes to response bytes, `runs` times (ms each)."""
+    whole: list[float] = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        score_batch(state, body, request_id=None, started=start)
+        whole.append((time.perf_counter() - start) * 1e3)
+    return whole
+
+
 def stage_figures(model: SepsisModel, body: bytes, *, runs: int) -> dict[str, float]:
     """Where a batch's time goes: each stage of the service's batch path, in process (ms, best
     of `runs`), then the whole pipeline (`score_batch`, body bytes to response bytes) without
     HTTP. The stages are timed one by one from the same inputs; `assembly` (each patient's
     drivers and JSON, and the final join) is what `score_batch` takes beyond the others."""
-    threads = ThreadPoolExecutor(max_workers=1)
-    state = ServiceState(
-        settings=MLSettings(SERVICE_TOKEN="bench"),
-        model=model,
-        configs=ConfigStore.open(),
-        runtime=InferenceRuntime(model=model, executor=threads, threads=1, stats=InferenceStats()),
-        metrics=ServiceMetrics(),
-    )
-    loaded = state.configs.current
-    threshold = state.alert_threshold(loaded)
     best: dict[str, float] = {}
-    try:
+    with _in_process(model) as state:
+        loaded = state.configs.current
+        threshold = state.alert_threshold(loaded)
         for _ in range(runs):
             marks = [("start", time.perf_counter())]
             parsed = parse_patients_body(
@@ -262,19 +289,11 @@ def stage_figures(model: SepsisModel, body: bytes, *, runs: int) -> dict[str, fl
                 plan=loaded.plan,
             )
             marks.append(("scores_blend", time.perf_counter()))
-            for (_, before), (stage, after) in itertools.pairwise(marks):
-                ms = (after - before) * 1e3
-                best[stage] = min(best.get(stage, ms), ms)
-        whole: list[float] = []
-        for _ in range(runs):
-            start = time.perf_counter()
-            score_batch(state, body, request_id=None, started=start)
-            whole.append((time.perf_counter() - start) * 1e3)
-        best["assembly"] = max(0.0, min(whole) - sum(best.values()))
-        best["score_batch_min"] = min(whole)
-        best["score_batch_median"] = statistics.median(whole)
-    finally:
-        threads.shutdown()
+            _keep_best(best, marks)
+        whole = _score_batch_ms(state, body, runs=runs)
+    best["assembly"] = max(0.0, min(whole) - sum(best.values()))
+    best["score_batch_min"] = min(whole)
+    best["score_batch_median"] = statistics.median(whole)
     return best
 
 
@@ -282,17 +301,9 @@ def single_stage_figures(model: SepsisModel, body: bytes, *, runs: int) -> dict[
     """Where one patient's time goes: the per-patient functions /classify (and a batch of
     fewer than `VECTORISED_FROM` patients) runs, in process (ms, best of `runs`;
     `clinical_scores_alone` is also inside `assessment_with_scores`), and `score_batch` whole."""
-    threads = ThreadPoolExecutor(max_workers=1)
-    state = ServiceState(
-        settings=MLSettings(SERVICE_TOKEN="bench"),
-        model=model,
-        configs=ConfigStore.open(),
-        runtime=InferenceRuntime(model=model, executor=threads, threads=1, stats=InferenceStats()),
-        metrics=ServiceMetrics(),
-    )
-    loaded = state.configs.current
     best: dict[str, float] = {}
-    try:
+    with _in_process(model) as state:
+        loaded = state.configs.current
         for _ in range(runs):
             marks = [("start", time.perf_counter())]
             raw = decode_json(body)
@@ -316,18 +327,10 @@ def single_stage_figures(model: SepsisModel, body: bytes, *, runs: int) -> dict[
             marks.append(("assessment_with_scores", time.perf_counter()))
             encode_json({"results": results})
             marks.append(("encode_json", time.perf_counter()))
-            for (_, before), (stage, after) in itertools.pairwise(marks):
-                ms = (after - before) * 1e3
-                best[stage] = min(best.get(stage, ms), ms)
-        whole: list[float] = []
-        for _ in range(runs):
-            start = time.perf_counter()
-            score_batch(state, body, request_id=None, started=start)
-            whole.append((time.perf_counter() - start) * 1e3)
-        best["score_batch_min"] = min(whole)
-        best["score_batch_median"] = statistics.median(whole)
-    finally:
-        threads.shutdown()
+            _keep_best(best, marks)
+        whole = _score_batch_ms(state, body, runs=runs)
+    best["score_batch_min"] = min(whole)
+    best["score_batch_median"] = statistics.median(whole)
     return best
 
 
