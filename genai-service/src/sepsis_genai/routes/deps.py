@@ -30,7 +30,9 @@ class Services:
     metrics: RouteMetrics
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    """The lifespan's services (`async`: FastAPI would run a plain `def` on a worker thread,
+    a round trip to the thread pool on every request)."""
     services: Services = getattr(request.state, STATE_KEY)
     return services
 

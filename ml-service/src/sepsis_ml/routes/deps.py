@@ -12,8 +12,11 @@ from sepsis_shared.errors import NotReady, PayloadTooLarge
 STATE_KEY = "ml"
 
 
-def get_state(request: Request) -> ServiceState:
-    """The state the lifespan built (503 if the app runs without its lifespan)."""
+async def get_state(request: Request) -> ServiceState:
+    """The state the lifespan built (503 if the app runs without its lifespan).
+
+    `async` although it awaits nothing: FastAPI runs a plain `def` dependency on a worker
+    thread, which would cost every request a round trip to the thread pool."""
     state = getattr(request.state, STATE_KEY, None)
     if not isinstance(state, ServiceState):
         raise NotReady("ml-service is not started: the model is not loaded.")
