@@ -14,6 +14,7 @@ import subprocess
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -279,7 +280,9 @@ def test_dockerfile_installs_only_its_locked_package(service: str) -> None:
 
 
 @pytest.mark.parametrize("service", sorted(SERVICES))
-def test_dockerfile_runs_unprivileged_with_probe_and_command(service: str) -> None:
+def test_dockerfile_runs_unprivileged_with_probe_and_command(
+    service: str, stack_launcher: ModuleType
+) -> None:
     _, module, port, probe_path = SERVICES[service]
     runtime = _stages(ROOT / service / "Dockerfile")[1]
     users = [i.args for i in runtime if i.op == "USER"]
@@ -299,7 +302,17 @@ def test_dockerfile_runs_unprivileged_with_probe_and_command(service: str) -> No
     assert argv[argv.index("--host") + 1] == "0.0.0.0"
     # no `server: uvicorn` on the answers: nothing to tell a scanner which server this is
     assert "--no-server-header" in argv
+    # the head and body of each answer in one write (sepsis_shared.http_server), as locally
+    assert argv[argv.index("--http") + 1] == stack_launcher.HTTP_PROTOCOL
     assert (ROOT / service / "src" / module).is_dir()
+
+
+def test_the_server_protocol_named_is_the_coalescing_one(stack_launcher: ModuleType) -> None:
+    from uvicorn.importer import import_from_string
+
+    from sepsis_shared.http_server import CoalescingHttpToolsProtocol
+
+    assert import_from_string(stack_launcher.HTTP_PROTOCOL) is CoalescingHttpToolsProtocol
 
 
 def test_dockerignore_keeps_the_context_small_and_clean() -> None:
