@@ -48,7 +48,8 @@ class _HeadHoldingTransport:
         pending = self._pending
         if pending is not None:
             self._pending = None
-            self._transport.write(pending + bytes(data))
+            # one vectored write: a large body (a batch answer) is not copied to join them
+            self._transport.writelines((pending, data))
         elif self._cycle.response_started and not self._head_written:
             # The first write once the response has started is its head (uvicorn writes the
             # status line and every header in one go): hold it for the body.
