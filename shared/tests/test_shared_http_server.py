@@ -109,6 +109,8 @@ CASES = [
     request("GET", "/missing", close=True),
     request("GET", "/started-then-failed"),
     request("GET", "/started-then-returned"),
+    # a client that waits for "100 Continue" before its body: that line is never held
+    b"POST /plain HTTP/1.1\r\nHost: test\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n{}",
     # keep-alive, then pipelined: three answers on one connection, in order
     request("GET", "/plain") + request("GET", "/missing") + request("HEAD", "/plain"),
     request("GET", "/stream") + request("GET", "/plain", close=True),
