@@ -10,7 +10,7 @@ explicitly. This walks every route of each app and names any synchronous callabl
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -35,8 +35,8 @@ def _fastapi(app: Any) -> FastAPI:
     return app
 
 
-def _apps() -> dict[str, FastAPI]:
-    gateway = GatewaySettings.model_validate(
+def _gateway() -> Any:
+    settings = GatewaySettings.model_validate(
         {
             "api_keys": "client-key",
             "admin_api_keys": "admin-key",
@@ -44,11 +44,15 @@ def _apps() -> dict[str, FastAPI]:
             "log_format": "text",
         }
     )
-    return {
-        "gateway": _fastapi(gateway_app(gateway)),
-        "ml-service": _fastapi(ml_app(MLSettings(SERVICE_TOKEN=TOKEN, LOG_FORMAT="text"))),
-        "genai-service": _fastapi(genai_app(GenAISettings(SERVICE_TOKEN=TOKEN, LOG_FORMAT="text"))),
-    }
+    return gateway_app(settings)
+
+
+APPS: dict[str, Callable[[], Any]] = {
+    "gateway": _gateway,
+    "ml-service": lambda: ml_app(MLSettings(SERVICE_TOKEN=TOKEN, LOG_FORMAT="text")),
+    "genai-service": lambda: genai_app(GenAISettings(SERVICE_TOKEN=TOKEN, LOG_FORMAT="text")),
+}
+"""Each service's app, built only when its test runs."""
 
 
 def _is_async(call: Any) -> bool:
@@ -63,9 +67,9 @@ def _sync_callables(dependant: Dependant) -> Iterator[str]:
         yield from _sync_callables(sub)
 
 
-@pytest.mark.parametrize("service", ["gateway", "ml-service", "genai-service"])
+@pytest.mark.parametrize("service", list(APPS))
 def test_every_handler_and_dependency_runs_on_the_event_loop(service: str) -> None:
-    app = _apps()[service]
+    app = _fastapi(APPS[service]())
     # every route as served, the included routers' own dependencies counted
     routes = [r for r in iter_route_contexts(app.routes) if isinstance(r.original_route, APIRoute)]
     assert len(routes) >= 3, f"{service}: the walk found only {len(routes)} routes"
