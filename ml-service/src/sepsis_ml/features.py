@@ -478,6 +478,7 @@ def features_for_stays(
     gender: FloatArray,
     iculos: FloatArray,
     history_hours: int | None = None,
+    stress: Mapping[str, npt.NDArray[np.bool_]] | None = None,
     chunk_rows: int = 50_000,
 ) -> npt.NDArray[np.float32]:
     """Features of every hour of every stay, each from its own window (training/evaluation).
@@ -486,7 +487,10 @@ def features_for_stays(
     time order; `age`, `gender`, `iculos`: (n_rows,) per row (NaN = unknown). Identical to
     `features_for_windows` on the windows a request for that hour would carry.
     `history_hours` keeps only the newest rows of each window (1 = a single snapshot), as if
-    the caller had sent that much history.
+    the caller had sent that much history. `stress` (per row masks, see
+    `sepsis_ml.training.data.STRESSES`) removes what real requests often lack: `recent_labs`
+    (labs of the newest 8 hours), `bp` (SBP, MAP, DBP), `fio2`, `history` (vitals before the
+    newest hour).
     """
     if history_hours is not None and not 1 <= history_hours <= WINDOW_HOURS:
         raise ValueError(f"history_hours must lie in 1..{WINDOW_HOURS}")
@@ -501,6 +505,8 @@ def features_for_stays(
         windows = windows_for_stays(values, starts, rows)
         if history_hours is not None:
             windows[:, : WINDOW_HOURS - history_hours, :] = np.nan
+        if stress is not None:
+            _apply_stress(windows, {k: m[rows] for k, m in stress.items()})
         out[rows] = features_from_arrays(
             windows,
             np.asarray(age, dtype=np.float64)[rows],
@@ -508,3 +514,23 @@ def features_for_stays(
             np.asarray(iculos, dtype=np.float64)[rows],
         )
     return out
+
+
+_STRESS_COLUMNS: Final = {
+    "bp": [_COL["SBP"], _COL["MAP"], _COL["DBP"]],
+    "fio2": [_COL["FiO2"]],
+}
+
+
+def _apply_stress(windows: FloatArray, masks: Mapping[str, npt.NDArray[np.bool_]]) -> None:
+    for name, mask in masks.items():
+        if name == "recent_labs":
+            # every lab cell of the window is within the newest 8 hours
+            windows[mask, :, _N_VITALS:] = np.nan
+        elif name == "history":
+            windows[mask, : WINDOW_HOURS - 1, :_N_VITALS] = np.nan
+        else:
+            cols = _STRESS_COLUMNS[name]
+            picked = windows[mask]
+            picked[:, :, cols] = np.nan
+            windows[mask] = picked

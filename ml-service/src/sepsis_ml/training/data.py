@@ -104,11 +104,53 @@ class Hourly:
     stay_ids: npt.NDArray[np.str_]
 
 
+@dataclass(frozen=True)
+class Stress:
+    """What real requests lack that set A rows have, as shares of the scored hours (drawn at
+    random with a fixed seed, so every model is stressed on the same hours)."""
+
+    name: str
+    recent_labs: float = 0.0
+    """Labs of the newest 8 hours removed (what is left is 8-24 h old)."""
+    bp: float = 0.0
+    """SBP, MAP and DBP removed."""
+    fio2: float = 0.0
+    history: float = 0.0
+    """Vitals before the newest hour removed (a single snapshot)."""
+
+    def masks(self, n: int, *, seed: int = 2019) -> dict[str, npt.NDArray[np.bool_]]:
+        """Per-row masks of the hours stressed, for `features_for_stays`."""
+        rng = np.random.default_rng(seed)
+        out: dict[str, npt.NDArray[np.bool_]] = {}
+        for key in ("recent_labs", "bp", "fio2", "history"):
+            draw = rng.random(n)  # drawn for every key, so each key's hours never depend on
+            share = float(getattr(self, key))  # the other shares
+            if share > 0:
+                out[key] = draw < share
+        return out
+
+
+STRESSES: Final = (
+    Stress("old_labs", recent_labs=0.5),
+    Stress("no_bp", bp=1 / 3),
+    Stress("no_fio2", fio2=1.0),
+    Stress("snapshot", history=1.0),
+    Stress("all_stresses", recent_labs=0.5, bp=1 / 3, fio2=1.0, history=1.0),
+)
+"""The ways requests were seen to differ from set A (labs 8-24 h old in half the windows, BP
+absent in a third, FiO2 absent, a single snapshot), one at a time and all at once."""
+
+
 def hourly_features(
-    df: pd.DataFrame, *, withhold_iculos: bool = False, history_hours: int | None = None
+    df: pd.DataFrame,
+    *,
+    withhold_iculos: bool = False,
+    history_hours: int | None = None,
+    stress: Stress | None = None,
 ) -> Hourly:
     """Features of every hour of every stay in `df` (window per hour, as the service sees);
-    optionally without ICULOS, or with only the newest `history_hours` rows of each window."""
+    optionally without ICULOS, with only the newest `history_hours` rows of each window, or
+    under a `stress`."""
     n = len(df)
     iculos = np.full(n, np.nan) if withhold_iculos else df["ICULOS"].to_numpy(dtype=np.float64)
     stay_ids = df["patient_id"].to_numpy(dtype=str)
@@ -119,5 +161,6 @@ def hourly_features(
         gender=df["Gender"].to_numpy(dtype=np.float64),
         iculos=iculos,
         history_hours=history_hours,
+        stress=None if stress is None else stress.masks(n),
     )
     return Hourly(features=features, labels=df[LABEL].to_numpy(dtype=np.int8), stay_ids=stay_ids)

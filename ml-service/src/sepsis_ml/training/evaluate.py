@@ -24,6 +24,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from sepsis_ml.features import FEATURE_NAMES, SCORE_PARTS
 from sepsis_ml.model import SepsisModel
 from sepsis_ml.training.data import (
+    STRESSES,
     hourly_features,
     in_validation,
     load_dataset,
@@ -177,6 +178,18 @@ def evaluate_frame(
         result |= {f"{key}{suffix}": value for key, value in figures.items()}
         _log(
             f"  {suffix.lstrip('_') or 'with_los'}: AUROC {figures['hourly_auroc']:.4f}, "
+            f"utility {figures['utility']:.4f} ({time.perf_counter() - start:.1f} s)"
+        )
+    for stress in STRESSES:
+        p = predict_in_chunks(
+            model, hourly_features(df, withhold_iculos=True, stress=stress).features
+        )
+        figures = score_figures(labels, p, utilities, threshold)
+        sens, false_stays = septic_patients_alarmed(labels, stay_ids, p >= threshold)
+        figures |= {"septic_patients_alarmed": sens, "non_septic_patients_alarmed": false_stays}
+        result |= {f"{key}_{stress.name}": value for key, value in figures.items()}
+        _log(
+            f"  {stress.name} (no ICULOS): AUROC {figures['hourly_auroc']:.4f}, "
             f"utility {figures['utility']:.4f} ({time.perf_counter() - start:.1f} s)"
         )
     if out is not None:
