@@ -38,9 +38,9 @@ from sepsis_genai.guardrail_config import (
     TrendRule,
     VariableCondition,
 )
-from sepsis_genai.notes import FLAGS, extract_findings
 from sepsis_genai.trends import compute_trends
 from sepsis_shared.assessment import Priority
+from sepsis_shared.notes import FLAGS, extract_findings
 from sepsis_shared.patient import NormalizedPatient, parse_patient
 from sepsis_shared.scores import ClinicalScores, ScoreResult, clinical_scores
 from sepsis_shared.variables import VARIABLES

@@ -16,8 +16,8 @@ from sepsis_genai.narrative import (
     fenced_notes,
     scrub_identifiers,
 )
-from sepsis_genai.notes import extract_findings
 from sepsis_genai.trends import compute_trends
+from sepsis_shared.notes import extract_findings
 from sepsis_shared.patient import parse_patient
 from sepsis_shared.scores import clinical_scores
 

@@ -34,9 +34,9 @@ from sepsis_genai.guardrail_rules import (
     TrendRule,
     VariableCondition,
 )
-from sepsis_genai.notes import NoteFinding
 from sepsis_genai.trends import Trend
 from sepsis_shared.assessment import Priority, max_priority
+from sepsis_shared.notes import NoteFinding
 from sepsis_shared.patient import NormalizedPatient
 from sepsis_shared.scores import ClinicalScores, ScoreResult
 from sepsis_shared.variables import VARIABLES

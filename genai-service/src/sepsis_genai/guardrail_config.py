@@ -67,8 +67,8 @@ from sepsis_genai.guardrail_rules import (
     rule_conditions,
     score_components,
 )
-from sepsis_genai.note_flags import FLAGS
 from sepsis_shared.assessment import Priority
+from sepsis_shared.note_flags import FLAGS
 
 __all__ = [
     "DEFAULT_CONFIG_RESOURCE",

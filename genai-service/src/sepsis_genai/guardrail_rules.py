@@ -32,8 +32,8 @@ from pydantic import (
     model_validator,
 )
 
-from sepsis_genai.note_flags import FLAGS
 from sepsis_shared.assessment import Priority
+from sepsis_shared.note_flags import FLAGS
 from sepsis_shared.patient import NormalizedPatient
 from sepsis_shared.scores import clinical_scores
 from sepsis_shared.variables import SERIES_VARIABLES

@@ -18,10 +18,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from sepsis_genai.notes import NoteFinding
 from sepsis_genai.schemas import MAX_ITEM_CHARS, MAX_LIST_ITEMS, MAX_RATIONALE_CHARS
 from sepsis_genai.trends import Trend
 from sepsis_shared.assessment import Priority
+from sepsis_shared.notes import NoteFinding
 from sepsis_shared.patient import NormalizedPatient
 from sepsis_shared.scores import ClinicalScores, ScoreResult
 from sepsis_shared.variables import BINARY_VARIABLES, CONSCIOUSNESS_LETTERS, VARIABLES

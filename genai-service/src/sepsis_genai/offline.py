@@ -21,10 +21,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from sepsis_genai.notes import NoteFinding
 from sepsis_genai.schemas import MAX_LIST_ITEMS, LLMAnswer
 from sepsis_genai.trends import Trend
 from sepsis_shared.assessment import Priority, missing_inputs
+from sepsis_shared.notes import NoteFinding
 from sepsis_shared.patient import NormalizedPatient
 from sepsis_shared.scores import ClinicalScores
 

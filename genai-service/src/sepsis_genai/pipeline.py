@@ -34,7 +34,6 @@ from sepsis_genai.guardrail import (
 )
 from sepsis_genai.llm import LLMClient
 from sepsis_genai.narrative import PROMPT_VERSION, Prompt, build_prompt
-from sepsis_genai.notes import NoteFinding, extract_findings
 from sepsis_genai.offline import OFFLINE_MODEL_NAME, OFFLINE_RULES_VERSION, offline_assessment
 from sepsis_genai.schemas import (
     ANSWER_SCHEMA_VERSION,
@@ -53,6 +52,7 @@ from sepsis_genai.schemas import (
 from sepsis_genai.trends import Trend, compute_trends
 from sepsis_shared.assessment import ModelInfo, alert_for, missing_inputs
 from sepsis_shared.errors import ServiceError, UpstreamUnavailable
+from sepsis_shared.notes import NoteFinding, extract_findings
 from sepsis_shared.patient import NormalizedPatient, parse_patient
 from sepsis_shared.requestid import current_request_id
 from sepsis_shared.scores import ClinicalScores, clinical_scores

@@ -5,6 +5,8 @@ Cues are looked for around the phrase, inside its clause: negation before it ("n
 or a comma (unless the comma heads an "or" list); negation after it ("resolved", "ruled out");
 history ("h/o", "PMH") and hypothetical cues ("monitor for", "if") with a longer reach; and
 phrases that look negative but are not ("cannot rule out", "no improvement"), checked first.
+A stated value (a GCS, oxygen, a vasopressor) is also checked for being a plan, a target or a
+past state rather than the current one ("may need pressors", "target GCS 15", "was A&Ox3").
 All of it runs on the lowercased note.
 """
 
@@ -132,9 +134,50 @@ _POST_TERMINATOR = re.compile(
 )
 _LIST_CLOSER = re.compile(r"(?<![\w/])(?:or|nor)(?![\w/])")
 
+# Plans, targets and past states, for stated values: a treatment one may need is not one the
+# patient is on, a target GCS is not a reading, "was A&Ox3" is not how the patient is now.
+_PLAN_REACH_WORDS: Final = 3
+_PLAN_REACH_CHARS: Final = 60
+# cues with a reach of a few words ("consider starting low dose norad")
+_PLAN_FAR = (
+    r"(?:may|might|could|would|will|shall|likely\s+to|to)(?:\s+\w+)?\s+"
+    r"(?:need|require|start|commence|begin|benefit\s+from)",
+    r"consider(?:s|ed|ing)?",
+    r"discuss(?:ed|ion|ing)?",
+    r"awaiting",
+    r"escalat(?:e|ion)\s+(?:to|plan)",
+)
+# cues right before the phrase ("for NIV", "target GCS", "was A&Ox3")
+_PLAN_NEAR = (
+    r"for",
+    r"plan(?:s|ned)?(?:\s+is)?\s*:?",  # "plan: NIV", but "plan: continue norad" is current
+    r"re\s*:?",
+    r"(?:target|goal|aim)(?:ing|s)?(?:\s+(?:for|of|at))?",
+    r"possibl[ey]",
+    r"potential(?:ly)?",
+    r"wean(?:s|ing)?(?:\s+(?:o2|oxygen))?\s+to",
+    r"baseline",
+    r"was",
+    r"were",
+    r"had\s+been",
+    r"initially",
+    r"earlier",
+    r"formerly",
+)
+_PLAN_PRE = re.compile(
+    r"(?<![\w/])(?:(?P<far>" + "|".join(_PLAN_FAR) + r")|(?P<near>" + "|".join(_PLAN_NEAR) + r"))"
+    r"(?![\w/])"
+)
+_PLAN_POST = re.compile(
+    r"(?<![\w/])(?:if|prn|should|when\s+(?:needed|required)|as\s+(?:needed|required|tolerated)|"
+    r"(?:may|might|could)\s+(?:be\s+)?(?:needed|required|necessary|considered|indicated)|"
+    r"on\s+admission|at\s+baseline|baseline)(?![\w/])"
+)
+
 
 class NoteContext:
-    """Clause boundaries of one note (found once) and the negation test for a phrase."""
+    """Clause boundaries of one note (found once), the negation test for a phrase and the
+    plan-or-past test for a stated value."""
 
     __slots__ = ("_bounds", "text")
 
@@ -180,3 +223,27 @@ class NoteContext:
             return False
         gap = text[end : post.start()]
         return len(gap.split()) <= _POST_NEGATION_WORDS and not _POST_TERMINATOR.search(gap)
+
+    def not_current(self, start: int, end: int) -> bool:
+        """Whether a value stated at [start, end) is a plan, a target or a past state.
+
+        Looked for in the phrase's clause, not across a comma: a cue right before it ("for",
+        "target", "was"), one a few words before it ("may need", "consider", "to start") or a
+        few words after it ("if", "prn", "may be needed", "on admission").
+        """
+        lo, hi = self.clause(start, end)
+        text = self.text
+        # searched in the note itself (not a slice) so that word boundaries stay right
+        lo = max(lo, start - _PLAN_REACH_CHARS, text.rfind(",", lo, start) + 1)
+        cue: re.Match[str] | None = None
+        for m in _PLAN_PRE.finditer(text, lo, start):
+            cue = m
+        if cue is not None:
+            between = text[cue.end() : start]
+            reach = _PLAN_REACH_WORDS if cue.group("far") else 0
+            if len(between.split()) <= reach and not _TERMINATOR.search(between):
+                return True
+        hi = min(hi, end + _PLAN_REACH_CHARS)
+        comma = text.find(",", end, hi)
+        post = _PLAN_POST.search(text, end, hi if comma < 0 else comma)
+        return post is not None and len(text[end : post.start()].split()) <= _PLAN_REACH_WORDS
