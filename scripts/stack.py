@@ -46,8 +46,6 @@ ML = "ml-service"
 GENAI = "genai-service"
 GATEWAY = "gateway"
 REDIS = "redis"
-HTTP_PROTOCOL = "sepsis_shared.http_server:CoalescingHttpToolsProtocol"
-"""uvicorn's httptools protocol writing each response's head with its body (as the images do)."""
 
 # Client secrets reach the gateway only; the services behind it see the service token alone.
 _GATEWAY_ONLY = frozenset({"API_KEY", "API_KEYS", "ADMIN_API_KEYS"})
@@ -485,7 +483,6 @@ class LocalStack:
         assert self.redis is not None, "redis is settled before any service starts"
         argv = [
             sys.executable, "-m", "uvicorn", spec.app, "--factory", "--no-server-header",
-            "--http", HTTP_PROTOCOL,
             "--host", self.config.host, "--port", str(spec.port),
             "--timeout-graceful-shutdown", "5",
         ]  # fmt: skip

@@ -302,17 +302,9 @@ def test_dockerfile_runs_unprivileged_with_probe_and_command(
     assert argv[argv.index("--host") + 1] == "0.0.0.0"
     # no `server: uvicorn` on the answers: nothing to tell a scanner which server this is
     assert "--no-server-header" in argv
-    # the head and body of each answer in one write (sepsis_shared.http_server), as locally
-    assert argv[argv.index("--http") + 1] == stack_launcher.HTTP_PROTOCOL
+    # uvicorn's own HTTP protocol, as locally
+    assert "--http" not in argv
     assert (ROOT / service / "src" / module).is_dir()
-
-
-def test_the_server_protocol_named_is_the_coalescing_one(stack_launcher: ModuleType) -> None:
-    from uvicorn.importer import import_from_string
-
-    from sepsis_shared.http_server import CoalescingHttpToolsProtocol
-
-    assert import_from_string(stack_launcher.HTTP_PROTOCOL) is CoalescingHttpToolsProtocol
 
 
 def test_dockerignore_keeps_the_context_small_and_clean() -> None:

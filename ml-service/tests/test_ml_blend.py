@@ -9,6 +9,7 @@ import pytest
 
 from sepsis_ml.blend import (
     RULE_BAND,
+    RULE_INFECTION,
     RULE_MODEL,
     RULE_SEPTIC_SHOCK,
     BlendResult,
@@ -58,12 +59,14 @@ def _run(
     p: float = 0.0,
     scores: dict[ScoreName, int] | None = None,
     shock: ShockFacts = NO_SHOCK,
+    infection: float | None = None,
     threshold: float = THRESHOLD,
 ) -> BlendResult:
     return blend(
         probability=p,
         scores=scores if scores is not None else _scores(),
         shock=shock,
+        infection=infection,
         plan=BlendPlan.of(config),
         alert_threshold=threshold,
     )
@@ -318,6 +321,30 @@ def test_shock_is_reported_before_other_floors_reaching_critical(config: MLConfi
     assert result.rules_fired[0] == RULE_SEPTIC_SHOCK
 
 
+def test_infection_with_organ_dysfunction_is_enforced_at_its_bounds(config: MLConfig) -> None:
+    rule = config.infection_with_organ_dysfunction
+    assert rule.enabled
+    assert rule.priority is Priority.URGENT
+    at = _scores(sofa=rule.sofa_at_least)
+    below = _scores(sofa=rule.sofa_at_least - 1)
+    held = _run(config, scores=at, infection=float(rule.infection_at_least))
+    assert held.priority is Priority.URGENT
+    assert held.priority_rule == RULE_INFECTION
+    assert held.infection_with_organ_dysfunction
+    assert held.risk_score >= config.bands.urgent
+    for result in (
+        _run(config, scores=below, infection=2.0),
+        _run(config, scores=at, infection=float(rule.infection_at_least - 1)),
+        _run(config, scores=at, infection=None),
+    ):
+        assert RULE_INFECTION not in result.rules_fired
+    confirmed_only = _with(config, infection_with_organ_dysfunction={"infection_at_least": 2})
+    assert RULE_INFECTION not in _run(confirmed_only, scores=at, infection=1.0).rules_fired
+    assert RULE_INFECTION in _run(confirmed_only, scores=at, infection=2.0).rules_fired
+    off = _with(config, infection_with_organ_dysfunction={"enabled": False})
+    assert RULE_INFECTION not in _run(off, scores=at, infection=2.0).rules_fired
+
+
 # ---- drivers --------------------------------------------------------------------------------
 
 
@@ -325,7 +352,13 @@ def _drivers(config: MLConfig, raw: dict[str, Any], p: float = 0.01) -> list[str
     patient = parse_patient(raw)
     scores = clinical_scores(patient)
     shock = shock_facts(patient, config.septic_shock)
-    result = _run(config, p=p, scores=score_values(scores), shock=shock)
+    result = _run(
+        config,
+        p=p,
+        scores=score_values(scores),
+        shock=shock,
+        infection=patient.latest("Infection"),
+    )
     return drivers(
         patient=patient,
         scores=scores,
@@ -358,3 +391,18 @@ def test_drivers_quote_lactate_and_a_model_alert(config: MLConfig) -> None:
     out = _drivers(config, {"Lactate": 4.4, "HR": 95}, p=0.3)
     assert out[0] == "Model probability 30%, at or above the alert threshold 5.0%"
     assert "Lactate 4.4 mmol/L (>= 4)" in out
+
+
+def test_drivers_say_what_the_notes_gave_and_the_sepsis_3_criteria(config: MLConfig) -> None:
+    out = _drivers(
+        config,
+        {
+            "vitals": {"HR": 112, "Resp": 24, "SBP": 104, "Platelets": 90, "Creatinine": 2.1},
+            "notes": "GCS 11, on 4 L nasal cannula, blood cultures sent and antibiotics started",
+        },
+    )
+    assert out[0].startswith("Sepsis-3 criteria: suspected infection with SOFA ")
+    notes = next(text for text in out if text.startswith("From the notes: "))
+    assert "GCS 11" in notes
+    assert "on supplemental oxygen" in notes
+    assert "suspected infection" in notes

@@ -16,8 +16,12 @@ import pytest
 from sepsis_ml.features import (
     FEATURE_NAMES,
     INPUT_VARIABLES,
+    LAB_MAX_AGE_HOURS,
+    LABS,
+    VITALS,
     WINDOW_HOURS,
     PatientWindow,
+    Withheld,
     _vital_stats,
     features_for_stays,
     features_for_windows,
@@ -27,18 +31,28 @@ from sepsis_shared.patient import NormalizedPatient, Observation, parse_patient
 from sepsis_shared.variables import VARIABLES
 
 SET_A = Path(__file__).resolve().parents[3] / "shared" / "data" / "physionet2019" / "setA.parquet"
-COL = {name: i for i, name in enumerate(INPUT_VARIABLES)}
+VCOL = {name: i for i, name in enumerate(VITALS)}
+LCOL = {name: i for i, name in enumerate(LABS)}
 FEAT = {name: i for i, name in enumerate(FEATURE_NAMES)}
 NAN = math.nan
 
 
-def empty_window(**rows: dict[str, float]) -> PatientWindow:
-    values = np.full((WINDOW_HOURS, len(INPUT_VARIABLES)), np.nan)
+def window(
+    labs: dict[str, tuple[float, float]] | None = None, **rows: dict[str, float]
+) -> PatientWindow:
+    """Vitals by hour (h0 = the scored hour, h1 an hour before, ...); labs as (value, age)."""
+    vitals = np.full((WINDOW_HOURS, len(VITALS)), np.nan)
     for key, row in rows.items():
-        hour = int(key.removeprefix("h"))  # h0 = the scored hour, h1 an hour before, ...
+        hour = int(key.removeprefix("h"))
         for name, value in row.items():
-            values[WINDOW_HOURS - 1 - hour, COL[name]] = value
-    return PatientWindow(values=values, age=60.0, gender=1.0, iculos=NAN)
+            vitals[WINDOW_HOURS - 1 - hour, VCOL[name]] = value
+    values = np.full(len(LABS), np.nan)
+    ages = np.full(len(LABS), np.nan)
+    for name, (value, age) in (labs or {}).items():
+        values[LCOL[name]], ages[LCOL[name]] = value, age
+    return PatientWindow(
+        vitals=vitals, labs=values, lab_ages=ages, age=60.0, gender=1.0, iculos=NAN
+    )
 
 
 def feature(x: np.ndarray, name: str, row: int = 0) -> float:
@@ -50,9 +64,10 @@ def test_feature_names_are_unique_and_leave_out_bookkeeping() -> None:
     for left_out in ("EtCO2", "HospAdmTime", "Unit1", "Unit2"):
         assert not any(name.startswith(left_out) for name in FEATURE_NAMES)
     assert 6 <= WINDOW_HOURS <= 12
+    assert all(f"{lab}_age" in FEAT for lab in LABS)
 
 
-def test_window_from_patient_buckets_by_hour_and_keeps_the_newest() -> None:
+def test_window_from_patient_buckets_vitals_by_hour_and_keeps_labs_with_their_age() -> None:
     patient = NormalizedPatient(
         series={
             "HR": (
@@ -61,7 +76,8 @@ def test_window_from_patient_buckets_by_hour_and_keeps_the_newest() -> None:
                 Observation(90.0, 0.9),  # row W-1, older of two in [0, 1)
                 Observation(95.0, 0.2),  # row W-1, newest: wins
             ),
-            "Lactate": (Observation(3.1, float(WINDOW_HOURS - 1)),),  # first row
+            "Lactate": (Observation(3.1, 20.0), Observation(2.2, 11.5)),  # the newest counts
+            "Creatinine": (Observation(1.9, LAB_MAX_AGE_HOURS + 0.5),),  # too old for the model
             "GCS": (Observation(14.0, 0.0),),  # not a model input: ignored
         },
         age=71.0,
@@ -69,18 +85,20 @@ def test_window_from_patient_buckets_by_hour_and_keeps_the_newest() -> None:
         iculos=None,
     )
     w = window_from_patient(patient)
-    assert w.values.shape == (WINDOW_HOURS, len(INPUT_VARIABLES))
-    assert w.values[-1, COL["HR"]] == 95.0
-    assert w.values[-3, COL["HR"]] == 80.0
-    assert w.values[0, COL["Lactate"]] == 3.1
-    assert np.isnan(w.values[-2, COL["HR"]])
-    assert int(np.isfinite(w.values).sum()) == 3
+    assert w.vitals.shape == (WINDOW_HOURS, len(VITALS))
+    assert w.vitals[-1, VCOL["HR"]] == 95.0
+    assert w.vitals[-3, VCOL["HR"]] == 80.0
+    assert np.isnan(w.vitals[-2, VCOL["HR"]])
+    assert int(np.isfinite(w.vitals).sum()) == 2
+    assert (w.labs[LCOL["Lactate"]], w.lab_ages[LCOL["Lactate"]]) == (2.2, 11.5)
+    assert np.isnan(w.labs[LCOL["Creatinine"]])
+    assert int(np.isfinite(w.labs).sum()) == 1
     assert (w.age, w.gender) == (71.0, 0.0)
     assert math.isnan(w.iculos)
 
 
 def test_vital_statistics_carry_forward_within_the_window_only() -> None:
-    w = empty_window(h4={"HR": 100.0}, h2={"HR": 110.0}, h1={"HR": 120.0})
+    w = window(h4={"HR": 100.0}, h2={"HR": 110.0}, h1={"HR": 120.0})
     x = features_for_windows([w])
     assert feature(x, "HR_last") == 120.0  # carried forward to the scored hour
     assert feature(x, "HR_mean") == pytest.approx(110.0)
@@ -93,7 +111,7 @@ def test_vital_statistics_carry_forward_within_the_window_only() -> None:
 
 
 def test_a_single_value_has_no_spread_or_trend() -> None:
-    x = features_for_windows([empty_window(h0={"HR": 88.0})])
+    x = features_for_windows([window(h0={"HR": 88.0})])
     assert feature(x, "HR_last") == feature(x, "HR_mean") == 88.0
     assert math.isnan(feature(x, "HR_std"))
     assert math.isnan(feature(x, "HR_slope"))
@@ -124,64 +142,105 @@ def test_vital_statistics_add_the_hours_in_order_to_the_same_bits() -> None:
             assert stats[:, :, j].tobytes() == wanted.tobytes()
 
 
-def test_derived_indices_and_score_parts() -> None:
-    w = empty_window(
-        h0={
-            "HR": 120.0,
-            "SBP": 90.0,
-            "DBP": 50.0,
-            "MAP": 63.0,
-            "Resp": 24.0,
-            "Temp": 38.6,
-            "O2Sat": 93.0,
-            "FiO2": 0.5,
-            "BUN": 40.0,
-            "Creatinine": 2.0,
-            "WBC": 15.0,
-            "Platelets": 90.0,
-        }
+def test_labs_and_derived_indices() -> None:
+    w = window(
+        labs={"FiO2": (0.5, 2.0), "BUN": (40.0, 10.0), "Creatinine": (2.0, 10.0)},
+        h0={"HR": 120.0, "SBP": 90.0, "DBP": 50.0, "O2Sat": 93.0},
     )
     x = features_for_windows([w])
     assert feature(x, "ShockIndex") == pytest.approx(120 / 90)
     assert feature(x, "PulsePressure") == 40.0
     assert feature(x, "BUN_Creatinine") == 20.0
     assert feature(x, "SpO2_FiO2") == pytest.approx(186.0)
-    assert feature(x, "SIRS_partial") == 4.0  # temp, HR, resp, WBC
-    assert feature(x, "qSOFA_partial") == 2.0  # resp >= 22, SBP <= 100
-    # NEWS2: resp 24 -> 2, SpO2 93 -> 2, oxygen (FiO2 0.5) -> 2, SBP 90 -> 3, HR 120 -> 2,
-    # temp 38.6 -> 1
-    assert feature(x, "NEWS2_partial") == 12.0
-    # SOFA: S/F 186 (SpO2 <= 97) -> 3, platelets 90 -> 2, creatinine 2.0 -> 2, MAP < 70 -> 1
-    assert feature(x, "SOFA_partial") == 8.0
+    assert (feature(x, "Creatinine_last"), feature(x, "Creatinine_age")) == (2.0, 10.0)
+    assert math.isnan(feature(x, "Lactate_last"))
+    assert math.isnan(feature(x, "Lactate_age"))
 
 
-def test_nothing_measured_gives_nan_values_and_zero_scores() -> None:
-    x = features_for_windows([empty_window()])
+def test_nothing_measured_gives_nan_values() -> None:
+    x = features_for_windows([window()])
     assert x.dtype == np.float32
     assert x.shape == (1, len(FEATURE_NAMES))
     assert math.isnan(feature(x, "HR_mean"))
-    assert feature(x, "NEWS2_partial") == 0.0
     assert feature(x, "Age") == 60.0
 
 
-def test_stay_path_equals_window_path_on_a_synthetic_stay() -> None:
+def _stay_windows(
+    values: np.ndarray,
+    ids: np.ndarray,
+    age: np.ndarray,
+    gender: np.ndarray,
+    iculos: np.ndarray,
+    *,
+    skip: int = 0,
+) -> list[PatientWindow]:
+    """The windows of every row, worked out the slow way (a reference for the stay path)."""
+    out = []
+    n_vitals = len(VITALS)
+    for r in range(len(ids)):
+        start = int(np.flatnonzero(ids == ids[r])[0])
+        vitals = np.full((WINDOW_HOURS, n_vitals), np.nan)
+        lo = max(start, r - WINDOW_HOURS + 1)
+        vitals[WINDOW_HOURS - (r - lo + 1) :] = values[lo : r + 1, :n_vitals]
+        labs = np.full(len(LABS), np.nan)
+        ages = np.full(len(LABS), np.nan)
+        for j in range(len(LABS)):
+            for back in range(skip, int(LAB_MAX_AGE_HOURS) + 1):
+                row = r - back
+                if row < start:
+                    break
+                if not np.isnan(values[row, n_vitals + j]):
+                    labs[j], ages[j] = values[row, n_vitals + j], float(back)
+                    break
+        out.append(PatientWindow(vitals, labs, ages, age[r], gender[r], iculos[r]))
+    return out
+
+
+def _synthetic_stays() -> tuple[np.ndarray, ...]:
     rng = np.random.default_rng(0)
-    n = 30
+    n = 70
     values = rng.normal(100, 10, size=(n, len(INPUT_VARIABLES)))
     values[rng.random(values.shape) < 0.6] = np.nan
-    ids = np.array(["a"] * 12 + ["b"] * 18)
+    values[:, len(VITALS) :][rng.random((n, len(LABS))) < 0.3] = np.nan  # labs sparser
+    ids = np.array(["a"] * 12 + ["b"] * 58)
     age = np.where(ids == "a", 50.0, 70.0)
     gender = np.where(ids == "a", 0.0, 1.0)
-    iculos = np.concatenate([np.arange(1, 13), np.arange(5, 23)]).astype(float)
+    iculos = np.concatenate([np.arange(1, 13), np.arange(5, 63)]).astype(float)
+    return values, ids, age, gender, iculos
+
+
+def test_stay_path_equals_window_path_on_synthetic_stays() -> None:
+    values, ids, age, gender, iculos = _synthetic_stays()
     stay = features_for_stays(values, ids, age=age, gender=gender, iculos=iculos, chunk_rows=7)
-    windows = []
+    expected = features_for_windows(_stay_windows(values, ids, age, gender, iculos))
+    np.testing.assert_array_equal(stay, expected)
+
+
+def test_withheld_inputs_are_left_out_as_a_request_would_lack_them() -> None:
+    values, ids, age, gender, iculos = _synthetic_stays()
+    n = len(ids)
+    pick = np.arange(n) % 3 == 0
+    withheld = Withheld(
+        recent_labs=pick, bp=~pick, fio2=np.ones(n, dtype=bool), vital_hours=np.full(n, 2)
+    )
+    got = features_for_stays(
+        values, ids, age=age, gender=gender, iculos=iculos, withheld=withheld, chunk_rows=9
+    )
+    plain = _stay_windows(values, ids, age, gender, iculos)
+    older = _stay_windows(values, ids, age, gender, iculos, skip=8)
+    expected = []
     for r in range(n):
-        start = 0 if ids[r] == "a" else 12
-        w = np.full((WINDOW_HOURS, len(INPUT_VARIABLES)), np.nan)
-        lo = max(start, r - WINDOW_HOURS + 1)
-        w[WINDOW_HOURS - (r - lo + 1) :] = values[lo : r + 1]
-        windows.append(PatientWindow(values=w, age=age[r], gender=gender[r], iculos=iculos[r]))
-    np.testing.assert_array_equal(stay, features_for_windows(windows))
+        w = older[r] if pick[r] else plain[r]
+        vitals = w.vitals.copy()
+        vitals[: WINDOW_HOURS - 2] = np.nan
+        if not pick[r]:
+            vitals[:, [VCOL["SBP"], VCOL["MAP"], VCOL["DBP"]]] = np.nan
+        labs, ages = w.labs.copy(), w.lab_ages.copy()
+        labs[LCOL["FiO2"]] = ages[LCOL["FiO2"]] = np.nan
+        expected.append(PatientWindow(vitals, labs, ages, w.age, w.gender, w.iculos))
+    np.testing.assert_array_equal(got, features_for_windows(expected))
+    # the recent labs really were replaced by older ones somewhere
+    assert (older[0].lab_ages >= 8).all() or np.isnan(older[0].lab_ages).all()
 
 
 # ------------------------------------------------------------------------------------------
@@ -215,11 +274,13 @@ def _in_range(name: str, value: float) -> bool:
 
 
 def _request_for_hour(stay: pd.DataFrame, t: int) -> dict[str, Any] | None:
-    """The structured request for hour t: HR as a [{val, ts}] series (its newest point is the
-    scored hour, which anchors hours_ago), variables measured every hour up to t as lists
-    newest first, others as time series. None when a value lies outside the API's ranges."""
+    """The structured request for hour t, carrying the rows of the labs' reach (vitals older
+    than their window are sent too, as a chart export would): HR as a [{val, ts}] series (its
+    newest point is the scored hour, which anchors hours_ago), variables measured every hour up
+    to t as lists newest first, others as time series. None when a value lies outside the
+    API's ranges."""
     base = datetime(2026, 2, 7, 0, 0)
-    lo = max(0, t - WINDOW_HOURS + 1)
+    lo = max(0, t - int(LAB_MAX_AGE_HOURS))
     rows = stay.iloc[lo : t + 1]
     vitals: dict[str, Any] = {}
     for name in INPUT_VARIABLES:

@@ -277,9 +277,125 @@ def test_unknown_unit_is_named_once() -> None:
     assert errors["units.Temp"].startswith("unknown unit 'K' for Temp")
 
 
-def test_fio2_percentage_without_unit_is_rejected_with_a_hint() -> None:
-    errors = field_errors({"vitals": {"FiO2": 40}})
-    assert '"units": {"FiO2": "%"}' in errors["vitals.FiO2"]
+def test_fio2_percentage_without_unit_is_read_as_a_percentage_and_said() -> None:
+    p = parse_patient({"vitals": {"HR": 90, "FiO2": 40}})
+    assert p.latest("FiO2") == pytest.approx(0.4)
+    (issue,) = p.data_quality
+    assert (issue.field, issue.variable, issue.value, issue.action) == (
+        "vitals.FiO2",
+        "FiO2",
+        40.0,
+        "read_as",
+    )
+    assert issue.used_value == pytest.approx(0.4)
+    assert "40 %" in issue.reason
+
+
+@pytest.mark.parametrize("sent", [0.2, 0.18, 20, 18])
+def test_fio2_just_below_room_air_is_read_as_room_air(sent: float) -> None:
+    p = parse_patient({"vitals": {"HR": 90, "FiO2": sent}})
+    assert p.latest("FiO2") == 0.21
+    (issue,) = p.data_quality
+    assert issue.action == "read_as"
+    assert "room air" in issue.reason
+
+
+@pytest.mark.parametrize("sent", [0.1, 5, 150])
+def test_fio2_with_no_obvious_reading_is_left_out(sent: float) -> None:
+    p = parse_patient({"vitals": {"HR": 90, "FiO2": sent}})
+    assert not p.has("FiO2")
+    (issue,) = p.data_quality
+    assert issue.action == "left_out"
+
+
+def test_an_explicit_unit_is_never_second_guessed() -> None:
+    # 40 sent as a fraction is no fraction: with its unit given it is left out, not read as %
+    p = parse_patient({"vitals": {"HR": 90, "FiO2": 40}, "units": {"FiO2": "fraction"}})
+    assert not p.has("FiO2")
+    assert [i.action for i in p.data_quality] == ["left_out"]
+
+
+def test_a_temperature_in_fahrenheit_without_unit_is_read_as_such() -> None:
+    p = parse_patient({"HR": 90, "Temp": 101.3})
+    assert p.latest("Temp") == pytest.approx(38.5)
+    (issue,) = p.data_quality
+    assert issue.action == "read_as"
+    assert "°F" in issue.reason
+
+
+def test_an_arterial_line_flush_point_is_left_out_and_listed() -> None:
+    base = "2026-02-07T1{}:00Z"
+    series = [
+        {"val": v, "ts": base.format(h)} for h, v in ((6, 118), (7, 343), (8, 112), (9, 104))
+    ]
+    p = parse_patient(
+        {
+            "vitals": {
+                "SBP": series,
+                "DBP": [{"val": 328, "ts": base.format(7)}, {"val": 60, "ts": base.format(9)}],
+                "MAP": [339, 75, 80],
+            }
+        },
+        now=datetime(2026, 2, 7, 20, tzinfo=UTC),
+    )
+    assert p.values("SBP") == (118.0, 112.0, 104.0)
+    assert p.values("DBP") == (60.0,)
+    assert p.observations("MAP") == (Observation(80.0, 2.0), Observation(75.0, 1.0))
+    issues = {i.field: i for i in p.data_quality}
+    assert set(issues) == {"vitals.SBP[1].val", "vitals.DBP[0].val", "vitals.MAP[0]"}
+    sbp = issues["vitals.SBP[1].val"]
+    assert (sbp.value, sbp.time, sbp.hours_ago, sbp.action) == (
+        343.0,
+        base.format(7),
+        2.0,
+        "left_out",
+    )
+    assert "0 to 300 mmHg" in sbp.reason
+    assert issues["vitals.MAP[0]"].hours_ago == 0.0
+
+
+def test_a_patient_whose_only_value_is_impossible_is_a_422_naming_it() -> None:
+    errors = field_errors({"vitals": {"HR": 400}})
+    assert list(errors) == ["vitals.HR"]
+    assert "0 to 300" in errors["vitals.HR"]
+
+
+def test_a_point_dated_in_the_future_is_left_out() -> None:
+    now = datetime(2026, 2, 7, 18, 35, tzinfo=UTC)
+    p = parse_patient(
+        {
+            "vitals": {
+                "HR": [
+                    {"val": 118, "ts": "2026-02-07T18:30Z"},
+                    {"val": 90, "ts": "2099-01-01T00:00Z"},
+                    {"val": 112, "ts": "2026-02-07T18:38Z"},  # within the clock tolerance
+                ]
+            }
+        },
+        now=now,
+    )
+    assert p.values("HR") == (118.0, 112.0)
+    (issue,) = p.data_quality
+    assert (issue.field, issue.value, issue.time) == ("vitals.HR[1]", 90.0, "2099-01-01T00:00Z")
+    assert "after the request arrived" in issue.reason
+
+
+def test_two_values_at_the_same_time_use_the_last_and_list_the_other() -> None:
+    p = parse_patient(
+        {
+            "vitals": {
+                "HR": [
+                    {"val": 100, "ts": "2026-02-07T18:30Z"},
+                    {"val": 110, "ts": "2026-02-07T18:30Z"},
+                    {"val": 110, "ts": "2026-02-07T17:30Z"},
+                    {"val": 110, "ts": "2026-02-07T17:30Z"},  # the same value twice: nothing lost
+                ]
+            }
+        }
+    )
+    assert p.values("HR") == (110.0, 110.0)
+    (issue,) = p.data_quality
+    assert (issue.field, issue.value, issue.hours_ago) == ("vitals.HR[0]", 100.0, 0.0)
 
 
 # ---- field errors ------------------------------------------------------------------------
@@ -298,8 +414,8 @@ def test_every_field_error_is_collected_with_its_path() -> None:
                 "SBP": "95",
                 "Resp": [22, None, True],
                 "O2Sat": [],
-                "Temp": 99.1,
-                "MAP": 400,
+                "Temp": 99.1,  # read as °F: no error
+                "MAP": 400,  # left out: no error
                 "WBC": float("nan"),
                 "Platelets": float("inf"),
                 "GCS": 14.5,
@@ -317,8 +433,6 @@ def test_every_field_error_is_collected_with_its_path() -> None:
         "vitals.Resp[1]",
         "vitals.Resp[2]",
         "vitals.O2Sat",
-        "vitals.Temp",
-        "vitals.MAP",
         "vitals.WBC",
         "vitals.Platelets",
         "vitals.GCS",
@@ -330,9 +444,6 @@ def test_every_field_error_is_collected_with_its_path() -> None:
     assert errors["vitals.Resp[1]"] == "expected a number for Resp, got null"
     assert errors["vitals.Resp[2]"] == "expected a number for Resp, got true"
     assert "empty list" in errors["vitals.O2Sat"]
-    assert "25 to 45 °C" in errors["vitals.Temp"]
-    assert '"units": {"Temp": "degF"}' in errors["vitals.Temp"]
-    assert errors["vitals.MAP"] == "MAP is outside the accepted range 0 to 300 mmHg"
     assert errors["vitals.HR[3].val"] == "missing"
 
 
@@ -343,20 +454,26 @@ def test_every_field_error_is_collected_with_its_path() -> None:
         ("SBP", -1, 0, 300, 301),
         ("Temp", 24.9, 25, 45, 45.1),
         ("O2Sat", -1, 0, 100, 100.5),
-        ("FiO2", 0.2, 0.21, 1.0, 1.01),
+        ("FiO2", 0.17, 0.21, 1.0, 1.01),
         ("pH", 6.4, 6.5, 8.0, 8.1),
         ("GCS", 2, 3, 15, 16),
         ("Age", -1, 0, 120, 121),
     ],
 )
-def test_range_limits_are_inclusive(
+def test_range_limits_are_inclusive_and_a_value_past_them_is_left_out(
     name: str, low_bad: float, low_ok: float, high_ok: float, high_bad: float
 ) -> None:
     for ok in (low_ok, high_ok):
-        p = parse_patient({"vitals": {"HR": 80} | {name: ok}})
+        p = parse_patient({"vitals": {"Resp": 18} | {name: ok}})
         assert p.latest(name) == ok or p.age == ok
+        assert p.data_quality == ()
     for bad in (low_bad, high_bad):
-        assert f"vitals.{name}" in field_errors({"vitals": {"HR": 80} | {name: bad}})
+        p = parse_patient({"vitals": {"Resp": 18} | {name: bad}})
+        assert not p.has(name)
+        assert p.age is None
+        assert [(i.field, i.value, i.action) for i in p.data_quality] == [
+            (f"vitals.{name}", bad, "left_out")
+        ]
 
 
 def test_field_prefix_for_batches() -> None:
@@ -365,8 +482,11 @@ def test_field_prefix_for_batches() -> None:
 
 
 def test_flat_form_paths_are_the_client_keys() -> None:
-    errors = field_errors({"spo2": [95, 101], "heartrate": "fast"})
+    errors = field_errors({"spo2": [95, "x"], "heartrate": "fast"})
     assert set(errors) == {"spo2[1]", "heartrate"}
+    p = parse_patient({"spo2": [95, 101, 97]})
+    assert [i.field for i in p.data_quality] == ["spo2[1]"]
+    assert p.observations("O2Sat") == (Observation(97.0, 2.0), Observation(95.0, 0.0))
 
 
 @pytest.mark.parametrize("body", [[], "x", None, 3])

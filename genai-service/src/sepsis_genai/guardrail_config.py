@@ -68,6 +68,7 @@ from sepsis_genai.guardrail_rules import (
     score_components,
 )
 from sepsis_shared.assessment import Priority
+from sepsis_shared.intake import InputLimits
 from sepsis_shared.note_flags import FLAGS
 
 __all__ = [
@@ -150,6 +151,11 @@ class GuardrailConfig(StrictModel):
     note_groups: dict[str, list[str]] = Field(default_factory=dict)
     rules: list[Rule] = Field(min_length=1)
     adjustments: list[Adjustment] = Field(default_factory=list)
+    inputs: InputLimits = Field(
+        default=InputLimits(),
+        description="How old a vital sign or a lab result may be and still count (the same "
+        "rule as the ML pathway's config).",
+    )
 
     @field_validator("note_groups")
     @classmethod

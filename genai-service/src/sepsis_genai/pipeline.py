@@ -51,7 +51,9 @@ from sepsis_genai.schemas import (
 )
 from sepsis_genai.trends import Trend, compute_trends
 from sepsis_shared.assessment import ModelInfo, alert_for, missing_inputs
+from sepsis_shared.confidence import picture_of_patient
 from sepsis_shared.errors import ServiceError, UpstreamUnavailable
+from sepsis_shared.intake import InputLimits
 from sepsis_shared.notes import NoteFinding, extract_findings
 from sepsis_shared.patient import NormalizedPatient, parse_patient
 from sepsis_shared.requestid import current_request_id
@@ -123,6 +125,11 @@ class Pipeline:
         self.max_notes_chars = max_notes_chars
         self.fail_on_llm_error = fail_on_llm_error
         self.batch_concurrency = batch_concurrency
+
+    @property
+    def input_limits(self) -> InputLimits:
+        """How old a value may be and still count (the guardrail config in force)."""
+        return self.guardrail.config.inputs
 
     @property
     def provider(self) -> Provider:
@@ -280,6 +287,9 @@ class Pipeline:
             drivers=drivers,
             model=model,
             missing_inputs=missing_inputs(patient),
+            confidence=picture_of_patient(patient),
+            data_quality=list(patient.data_quality),
+            findings=list(patient.findings),
             request_id=current_request_id(),
             processing_time_ms=round((time.perf_counter() - started) * 1000, 3),
             rationale=rationale,
@@ -347,7 +357,9 @@ class Pipeline:
 
         async def one(index: int, raw: object) -> BatchItem:
             try:
-                patient = parse_patient(raw, field_prefix=f"patients[{index}]")
+                patient = parse_patient(
+                    raw, field_prefix=f"patients[{index}]", limits=self.input_limits
+                )
                 async with gate:
                     assessment = await self.assess(patient)
             except ServiceError as exc:

@@ -3,7 +3,8 @@
 `blend` turns a probability, the clinical scores and the septic-shock facts into the 0-100 risk
 score and the priority, following the active config (flattened into a `BlendPlan`): a weighted
 (or max) blend of a model component and a clinical component gives the risk score and its
-band; every floor that holds (septic shock, score thresholds, the model's alert threshold)
+band; every floor that holds (septic shock, Sepsis-3 infection with organ dysfunction, score
+thresholds, the model's alert threshold)
 lifts the priority to at least its level; the rule that set the final priority is reported,
 and the risk score is raised to the lower bound of the final band so that score and priority
 agree. `drivers` says in a few words what moved the assessment. Nothing here knows about HTTP.
@@ -11,20 +12,19 @@ agree. `drivers` says in a few words what moved the assessment. Nothing here kno
 
 from __future__ import annotations
 
-import functools
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Final
 
 from sepsis_ml.features import WINDOW_HOURS
-from sepsis_ml.mlconfig import BlendPlan, ScoreName, SepticShockRule
+from sepsis_ml.mlconfig import BlendPlan, InfectionRule, ScoreName, SepticShockRule
 from sepsis_shared.assessment import Priority
-from sepsis_shared.patient import NormalizedPatient, Observation
+from sepsis_shared.patient import BedsideFinding, NormalizedPatient, Observation
 from sepsis_shared.scores import ClinicalScores, ScoreResult
 
 RULE_SEPTIC_SHOCK: Final = "septic_shock_criteria"
+RULE_INFECTION: Final = "infection_with_organ_dysfunction"
 RULE_MODEL: Final = "model_probability"
 RULE_BAND: Final = "risk_score_band"
 
@@ -36,6 +36,10 @@ MIN_DRIVERS: Final = 3
 # MIN_DRIVERS of them, the heaviest MIN_DRIVERS are said anyway.
 WEIGHT_WORTH_SAYING: Final = 10.0
 WEIGHT_SHOCK: Final = 100.0
+WEIGHT_INFECTION: Final = 95.0
+WEIGHT_NOTES: Final = 84.0
+"""Bedside findings read from the notes, which the scores used: said after the scores whose
+Urgent floor fired, before those at Elevated, so the reader sees where they came from."""
 WEIGHT_LACTATE: Final = 75.0
 """Plus the lactate bound reached (2 or 4 mmol/L)."""
 WEIGHT_MODEL_ALERT: Final = 90.0
@@ -148,7 +152,18 @@ class BlendResult:
     priority_rule: str
     rules_fired: tuple[str, ...]
     septic_shock: bool
+    infection_with_organ_dysfunction: bool
     model_alert: bool
+
+
+def infection_with_organ_dysfunction(
+    infection: float | None, sofa: int, rule: InfectionRule
+) -> bool:
+    """Sepsis-3 at the bedside: infection at least as certain as the rule asks, with a SOFA
+    score at or above its bound. An infection status not sent never meets it."""
+    if not rule.enabled or infection is None:
+        return False
+    return infection >= rule.infection_at_least and sofa >= rule.sofa_at_least
 
 
 _RANKS: Final[Mapping[Priority, int]] = {p: p.rank for p in Priority}
@@ -159,10 +174,12 @@ def blend(
     probability: float,
     scores: Mapping[str, int],
     shock: ShockFacts,
+    infection: float | None,
     plan: BlendPlan,
     alert_threshold: float,
 ) -> BlendResult:
-    """Risk score, priority and the rule that set it, following the config's plan."""
+    """Risk score, priority and the rule that set it, following the config's plan.
+    `infection`: the infection status sent or read from the notes (None: not known)."""
     m = model_component(probability, threshold=alert_threshold, maps_to=plan.threshold_maps_to)
     c = clinical_component(scores, plan)
     raw = plan.model_weight * m + plan.clinical_weight * c if plan.weighted else max(m, c)
@@ -175,6 +192,10 @@ def blend(
     if in_shock:
         level = plan.shock.priority
         fired.append((level, _RANKS[level], RULE_SEPTIC_SHOCK))
+    infected = infection_with_organ_dysfunction(infection, scores.get("sofa", 0), plan.infection)
+    if infected:
+        level = plan.infection.priority
+        fired.append((level, _RANKS[level], RULE_INFECTION))
     for floor in plan.floors:
         if scores.get(floor.score, 0) >= floor.at_least:
             fired.append((floor.priority, floor.rank, floor.rule))
@@ -199,6 +220,7 @@ def blend(
         priority_rule=rule,
         rules_fired=tuple(name for _, _, name in fired),
         septic_shock=in_shock,
+        infection_with_organ_dysfunction=infected,
         model_alert=model_alert,
     )
 
@@ -225,9 +247,6 @@ _COMPONENT_VARIABLES: Final[Mapping[str, str]] = {
     "renal": "Creatinine",
     "cardiovascular": "MAP",
 }
-QUOTED_VARIABLES: Final = tuple(dict.fromkeys(_COMPONENT_VARIABLES.values()))
-"""The variables whose latest values a score sentence may quote."""
-_QUOTED_COLUMN: Final = {name: j for j, name in enumerate(QUOTED_VARIABLES)}
 DRIVER_SCORE_ORDER: Final = (ScoreName.qsofa, ScoreName.news2, ScoreName.sirs, ScoreName.sofa)
 """The order score sentences are offered in (it breaks ties between equal weights)."""
 _SCORE_TITLES: Final[Mapping[ScoreName, str]] = {
@@ -256,13 +275,8 @@ TRENDS: Final[tuple[tuple[str, float, str], ...]] = (
     ("O2Sat", -4.0, "%"),
 )
 """(variable, the change worth naming with its sign, unit)."""
-TREND_VARIABLES: Final = tuple(name for name, _, _ in TRENDS)
 
 
-# A batch formats the same few values (vitals are sent to one decimal) for many patients: each
-# distinct value is formatted once. Equal floats (0.0 and -0.0 included) format alike, so the
-# cache never changes a sentence.
-@functools.lru_cache(maxsize=8192)
 def _num(x: float) -> str:
     if x == int(x) and abs(x) < 1e6:
         return str(int(x))
@@ -280,72 +294,21 @@ def _label(name: str) -> str:
     return _LABELS.get(name, name)
 
 
-Latest = Callable[[str], float | None]
-"""The newest value of a variable, None when it was not sent."""
-
-
-@dataclass(frozen=True, slots=True)
-class ScoreSentence:
-    """A score's driver sentence less the patient's values: its head (`qSOFA 2/3`) and its (up
-    to 3) heaviest components, worked out once per score result."""
-
-    head: str
-    quoted: tuple[tuple[str | None, str, str], ...]
-    """Per component: the variable quoted (None: none), its label, the words said instead
-    when that variable was not sent."""
-    pieces: tuple[tuple[str, str | None, int], ...] = ()
-    """Per component, as `render_row` uses them: the words said when its value is not known,
-    the text before its value (None: it quotes no value), where the value is in a row of
-    QUOTED_VARIABLES values."""
-
-    @classmethod
-    def of(
-        cls, name: ScoreName, score: int, max_score: int, components: Mapping[str, int | None]
-    ) -> ScoreSentence:
-        """The sentence of a score result."""
-        scored = sorted(
-            ((pts, key) for key, pts in components.items() if pts),
-            key=lambda item: -item[0],
-        )
-        quoted = []
-        for _, key in scored[:3]:
-            variable = _COMPONENT_VARIABLES.get(key)
-            label = _label(variable) if variable is not None else ""
-            quoted.append((variable, label, key.replace("_", " ")))
-        columns = tuple(-1 if v is None else _QUOTED_COLUMN[v] for v, _, _ in quoted)
-        return cls(
-            head=f"{_SCORE_TITLES[name]} {score}/{max_score}",
-            quoted=tuple(quoted),
-            pieces=tuple(
-                (words, None if j < 0 else f"{label} ", max(j, 0))
-                for (_, label, words), j in zip(quoted, columns, strict=True)
-            ),
-        )
-
-    def render(self, latest: Latest) -> str:
-        """The sentence with the patient's latest values."""
-        row = [math.nan] * len(QUOTED_VARIABLES)
-        for variable, _, _ in self.quoted:
-            if variable is not None and (value := latest(variable)) is not None:
-                row[_QUOTED_COLUMN[variable]] = value
-        return self.render_row(row)
-
-    def render_row(self, row: Sequence[float]) -> str:
-        """`render` for a patient whose latest values come as a row of QUOTED_VARIABLES
-        values (NaN: not sent), as the batch path has them."""
-        if not self.pieces:
-            return self.head
-        # a value that is not known (NaN, the only value unequal to itself) is said in words
-        said = [
-            words if before is None or (x := row[j]) != x else before + _num(x)
-            for words, before, j in self.pieces
-        ]
-        return f"{self.head}: {', '.join(said)}"
-
-
-def _score_sentence(patient: NormalizedPatient, name: ScoreName, result: ScoreResult) -> str:
-    sentence = ScoreSentence.of(name, result.score, result.max_score, result.components)
-    return sentence.render(patient.latest)
+def score_sentence(patient: NormalizedPatient, name: ScoreName, result: ScoreResult) -> str:
+    """A score and its (up to 3) heaviest components, quoting the patient's latest values."""
+    scored = sorted(
+        ((pts, key) for key, pts in result.components.items() if pts), key=lambda item: -item[0]
+    )
+    said = []
+    for _, key in scored[:3]:
+        variable = _COMPONENT_VARIABLES.get(key)
+        value = None if variable is None else patient.latest(variable)
+        if variable is None or value is None:
+            said.append(key.replace("_", " "))
+        else:
+            said.append(f"{_label(variable)} {_num(value)}")
+    head = f"{_SCORE_TITLES[name]} {result.score}/{result.max_score}"
+    return f"{head}: {', '.join(said)}" if said else head
 
 
 def trend_sentence(name: str, change: float, unit: str, span: float) -> str:
@@ -413,13 +376,24 @@ def lactate_sentence(lactate: float, bound: float) -> str:
 
 def model_sentence(probability: float, alert_threshold: float, alert: bool) -> str:
     """The model's probability against the alert threshold."""
-    return f"Model probability {_pct(probability)}, {_threshold_words(alert_threshold, alert)}"
-
-
-@functools.lru_cache(maxsize=64)
-def _threshold_words(alert_threshold: float, alert: bool) -> str:
     comparison = "at or above" if alert else "below"
-    return f"{comparison} the alert threshold {_pct(alert_threshold)}"
+    return f"Model probability {_pct(probability)}, {comparison} the alert threshold " + _pct(
+        alert_threshold
+    )
+
+
+def infection_sentence(infection: float, sofa: int, rule: InfectionRule) -> str:
+    """Sepsis-3 met at the bedside, with the values that met it."""
+    how = "confirmed" if infection >= 2 else "suspected"
+    return (
+        f"Sepsis-3 criteria: {how} infection with SOFA {sofa} (>= {rule.sofa_at_least}), "
+        "organ dysfunction caused by infection"
+    )
+
+
+def notes_sentence(findings: Sequence[BedsideFinding]) -> str:
+    """The bedside findings the notes gave, in words."""
+    return "From the notes: " + ", ".join(f.text for f in findings)
 
 
 def drivers(
@@ -435,6 +409,15 @@ def drivers(
     """3-5 short sentences naming what moved the assessment, most important first."""
     # (weight, sentence maker): only the sentences chosen are ever formatted.
     candidates: list[tuple[float, Callable[[], str]]] = []
+    infection = patient.latest("Infection")
+    if result.infection_with_organ_dysfunction and infection is not None:
+        sofa = scores.sofa.score
+        candidates.append(
+            (WEIGHT_INFECTION, partial(infection_sentence, infection, sofa, plan.infection))
+        )
+    noted = [f for f in patient.findings if f.source == "note"]
+    if noted:
+        candidates.append((WEIGHT_NOTES, partial(notes_sentence, noted)))
     if result.septic_shock:
         candidates.append((WEIGHT_SHOCK, partial(shock_sentence, shock, plan.shock)))
     elif shock.lactate is not None and shock.lactate >= LACTATE_HIGH:
@@ -466,7 +449,7 @@ def drivers(
             weight = WEIGHT_SCORE + WEIGHT_SCORE_PER_SHARE * min(1.0, ratio) - order
         else:
             weight = WEIGHT_SCORE_ZERO - WEIGHT_SCORE_ZERO_STEP * order
-        candidates.append((weight, partial(_score_sentence, patient, name, score)))
+        candidates.append((weight, partial(score_sentence, patient, name, score)))
 
     candidates.extend(_trend_sentences(patient))
     candidates.sort(key=lambda item: -item[0])

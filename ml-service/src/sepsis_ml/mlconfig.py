@@ -28,6 +28,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from sepsis_shared.assessment import Priority
 from sepsis_shared.errors import FieldError
+from sepsis_shared.intake import InputLimits
 
 CONFIG_FILE: Final = "ml-config.yaml"
 MAX_CONFIG_BYTES: Final = 256 * 1024
@@ -133,6 +134,18 @@ class SepticShockRule(_Strict):
     )
 
 
+class InfectionRule(_Strict):
+    """Sepsis-3 at the bedside as a floor under the priority: suspected or confirmed infection
+    together with organ dysfunction (a SOFA score of 2 or more)."""
+
+    enabled: bool = True
+    priority: Priority = Priority.URGENT
+    infection_at_least: int = Field(
+        default=1, ge=1, le=2, description="1: suspected or confirmed; 2: confirmed only."
+    )
+    sofa_at_least: int = Field(default=2, ge=1, le=24)
+
+
 class ModelFloor(_Strict):
     """A model probability at or above the alert threshold sets a floor under the priority."""
 
@@ -168,8 +181,13 @@ class MLConfig(_Strict):
     blend: BlendConfig
     bands: Bands
     septic_shock: SepticShockRule
+    infection_with_organ_dysfunction: InfectionRule = InfectionRule()
     model_floor: ModelFloor
     score_floors: list[ScoreFloor]
+    inputs: InputLimits = Field(
+        default=InputLimits(),
+        description="How old a vital sign or a lab result may be and still count.",
+    )
 
 
 class ConfigError(Exception):
@@ -302,6 +320,7 @@ class BlendPlan:
     """(score, share, saturation) of each score in the clinical component."""
     bands: Bands
     shock: SepticShockRule
+    infection: InfectionRule
     floors: tuple[FloorRule, ...]
     model_floor: Priority | None
     """The model floor's priority, None when it is disabled."""
@@ -322,6 +341,7 @@ class BlendPlan:
             ),
             bands=config.bands,
             shock=config.septic_shock,
+            infection=config.infection_with_organ_dysfunction,
             floors=tuple(
                 FloorRule(f.score.value, f.at_least, f.priority, f.priority.rank, f.rule)
                 for f in config.score_floors

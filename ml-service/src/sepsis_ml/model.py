@@ -24,6 +24,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 
 from sepsis_ml.features import FEATURE_NAMES, WINDOW_HOURS, feature_spec
+from sepsis_ml.reliability import InputRanges
 
 MODEL_FILE: Final = "model.onnx"
 FEATURES_FILE: Final = "features.json"
@@ -152,6 +153,7 @@ class SepsisModel:
         self.name: str = str(metadata["name"])
         self.version: str = str(metadata["version"])
         self.alert_threshold: float = float(metadata["alert_threshold"])
+        self.input_ranges = InputRanges(metadata.get("input_ranges") or {})
 
     @classmethod
     def load(

@@ -2,10 +2,11 @@
 
 Everything CPU-bound for a request (JSON decoding, input parsing, features, the ONNX call,
 clinical scores, the blend, JSON encoding) runs in one hop on a thread pool sized to the
-cores, never on the event loop. A single patient goes through the per-patient functions
-(`assessment`). A batch goes through their vectorised twins (`batch_assess`), column-wise over
-all its valid patients with one model call, and gives each patient exactly what `assessment`
-gives it. A patient that fails validation becomes an error entry at its index.
+cores, never on the event loop. A single patient and a batch take the same path
+(`assess_patients`): each patient is parsed and taken in, the windows of all of them go to the
+model in one call, and each is then assessed by the same per-patient functions. A patient
+that fails validation becomes an error entry at its index; one whose assessment trips a
+defect gets an error entry too, and the others are unaffected.
 """
 
 from __future__ import annotations
@@ -18,18 +19,14 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any, Final, ParamSpec, TypeVar
+from dataclasses import dataclass
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 import pydantic_core
+from pydantic_core import to_json
 
-from sepsis_ml.batch_assess import EncodedAssessment, assess_batch
-from sepsis_ml.batch_assess import encode_json as encode_json  # re-exported: part of the pipeline
-from sepsis_ml.batch_blend import PRIORITY_BY_RANK
-from sepsis_ml.batch_inputs import Patient
-from sepsis_ml.batch_scores import ScoreCache
 from sepsis_ml.blend import blend, drivers, score_values, shock_facts
 from sepsis_ml.config import MLSettings
 from sepsis_ml.features import features_for_windows, window_from_patient
@@ -37,13 +34,12 @@ from sepsis_ml.metrics import InferenceStats, ServiceMetrics
 from sepsis_ml.mlconfig import ConfigStore, LoadedConfig
 from sepsis_ml.model import SepsisModel
 from sepsis_shared.assessment import Priority, alert_for, missing_inputs
+from sepsis_shared.confidence import lower_to, picture_of_patient
 from sepsis_shared.errors import FieldError, InvalidInput, ServiceError
 from sepsis_shared.patient import (
     FLAT_EXAMPLE,
-    HourlyPatient,
     NormalizedPatient,
     parse_patient,
-    parse_patient_hourly,
     parse_patients_body,
 )
 from sepsis_shared.scores import clinical_scores
@@ -65,22 +61,6 @@ class Readiness:
         return self.reason
 
 
-_RELEASE_LATER: contextvars.ContextVar[list[object] | None] = contextvars.ContextVar(
-    "sepsis_ml_release_later", default=None
-)
-"""Objects a pooled call leaves for `InferenceRuntime.run` to drop once its caller has gone
-on (see `release_later`)."""
-
-
-def release_later(*objects: object) -> None:
-    """Keep `objects` alive past the pooled call that made them, when run by
-    `InferenceRuntime.run`: they are dropped on the event loop after the code awaiting the call
-    has run on, so a large batch is freed after its response is written, not before."""
-    held = _RELEASE_LATER.get()
-    if held is not None:
-        held.extend(objects)
-
-
 class InferenceRuntime:
     """The bounded thread pool the CPU work runs in, and the counted model call."""
 
@@ -100,15 +80,9 @@ class InferenceRuntime:
     async def run(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `fn` in the pool, with the caller's context (request id) carried over."""
         loop = asyncio.get_running_loop()
-        held: list[object] = []
         context = contextvars.copy_context()
-        context.run(_RELEASE_LATER.set, held)
         call = functools.partial(context.run, fn, *args, **kwargs)
-        try:
-            return await loop.run_in_executor(self.executor, call)
-        finally:
-            # the caller's next steps (writing the response) run before this callback
-            loop.call_soon(held.clear)
+        return await loop.run_in_executor(self.executor, call)
 
     def predict(self, features: npt.NDArray[np.float32]) -> FloatArray:
         """Calibrated probabilities for a feature matrix, counted (call from the pool)."""
@@ -127,8 +101,6 @@ class ServiceState:
     configs: ConfigStore
     runtime: InferenceRuntime
     metrics: ServiceMetrics
-    scores: ScoreCache = field(default_factory=ScoreCache)
-    """Score results by key, for the batch path."""
 
     @property
     def model_info(self) -> dict[str, str]:
@@ -155,6 +127,11 @@ def decode_json(body: bytes) -> object:
     raise InvalidInput.for_fields([FieldError(field="body", message=message)])
 
 
+def encode_json(payload: Any) -> bytes:
+    """Compact UTF-8 JSON (pydantic models inside are serialised by their own schema)."""
+    return to_json(payload, inf_nan_mode="null")
+
+
 @functools.cache
 def _alert(priority: Priority) -> dict[str, Any]:
     return alert_for(priority).model_dump(mode="json")
@@ -169,9 +146,11 @@ def assessment(
     loaded: LoadedConfig,
     patient: NormalizedPatient,
     probability: float,
+    outside_training: Sequence[str],
     request_id: str | None,
 ) -> dict[str, Any]:
-    """The assessment of one patient as plain data (processing_time_ms still 0)."""
+    """The assessment of one patient as plain data (processing_time_ms still 0).
+    `outside_training`: its inputs outside the model's training range, in words."""
     plan = loaded.plan
     threshold = state.alert_threshold(loaded)
     probability = float(probability)
@@ -184,9 +163,20 @@ def assessment(
         probability=probability,
         scores=values,
         shock=shock,
+        infection=patient.latest("Infection"),
         plan=plan,
         alert_threshold=threshold,
     )
+    confidence = picture_of_patient(patient)
+    if outside_training:
+        confidence = lower_to(
+            confidence,
+            "low",
+            [
+                "inputs outside the range the model was trained on, where its probability is "
+                "an extrapolation (the clinical floors still apply): " + "; ".join(outside_training)
+            ],
+        ).model_copy(update={"outside_training": list(outside_training)})
     return {
         "patient_id": patient.patient_id,
         "risk_score": result.risk_score,
@@ -205,6 +195,9 @@ def assessment(
         ),
         "model": state.model_info,
         "missing_inputs": missing_inputs(patient),
+        "confidence": confidence,
+        "data_quality": patient.data_quality,
+        "findings": patient.findings,
         "request_id": request_id,
         "processing_time_ms": 0.0,
         "priority_rule": result.priority_rule,
@@ -216,15 +209,41 @@ def assessment(
     }
 
 
+def assess_patients(
+    state: ServiceState,
+    loaded: LoadedConfig,
+    patients: Sequence[NormalizedPatient],
+    *,
+    predict: Callable[[npt.NDArray[np.float32]], FloatArray],
+    request_id: str | None,
+) -> list[dict[str, Any] | ServiceError]:
+    """`assessment` of each patient, with one model call for all; a patient whose assessment
+    fails gets a ServiceError in its place, the others are unaffected."""
+    features = features_for_windows([window_from_patient(p) for p in patients])
+    probabilities = predict(features).tolist()
+    outside = state.model.input_ranges.outside(features)
+    out: list[dict[str, Any] | ServiceError] = []
+    for i, patient in enumerate(patients):
+        try:
+            out.append(assessment(state, loaded, patient, probabilities[i], outside[i], request_id))
+        except Exception:
+            # One patient that trips a defect must not fail the others; the log has the trace.
+            logger.exception("assessment failed for one patient", extra={"row": i})
+            out.append(ServiceError("Internal error assessing this patient; see the server log."))
+    return out
+
+
 def score_single(
     state: ServiceState, body: bytes, *, request_id: str | None, started: float
 ) -> bytes:
     """One patient's request body -> the response body (raises InvalidInput)."""
-    patient = parse_patient(decode_json(body))
     loaded = state.configs.current
-    features = features_for_windows([window_from_patient(patient)])
-    probability = float(state.runtime.predict(features)[0])
-    out = assessment(state, loaded, patient, probability, request_id)
+    patient = parse_patient(decode_json(body), limits=loaded.config.inputs)
+    (out,) = assess_patients(
+        state, loaded, [patient], predict=state.runtime.predict, request_id=request_id
+    )
+    if isinstance(out, ServiceError):
+        raise out
     out["processing_time_ms"] = _elapsed_ms(started)
     return encode_json(out)
 
@@ -240,10 +259,12 @@ def score_batch(
     state: ServiceState, body: bytes, *, request_id: str | None, started: float
 ) -> bytes:
     """A `{"patients": [...]}` body -> the batch response body, one model call for all."""
-    items = parse_patients_body(body, max_items=state.settings.max_batch, decode=decode_json)
     loaded = state.configs.current
-    results: list[EncodedAssessment | dict[str, Any] | None] = [None] * len(items)
-    patients: list[Patient] = []
+    items = parse_patients_body(
+        body, max_items=state.settings.max_batch, decode=decode_json, limits=loaded.config.inputs
+    )
+    results: list[dict[str, Any]] = [{} for _ in items]
+    patients: list[NormalizedPatient] = []
     indices: list[int] = []
     for index, parsed in enumerate(items):
         if isinstance(parsed, InvalidInput):
@@ -257,23 +278,17 @@ def score_batch(
         )
         for index, entry in zip(indices, assessed, strict=True):
             results[index] = _item_error(index, entry) if isinstance(entry, ServiceError) else entry
-
     elapsed = _elapsed_ms(started)
-    elapsed_json = encode_json(elapsed)
     errors = 0
-    # {"results": [...], "count": ...}: the results written one by one, then the rest; all
-    # joined in one copy
-    parts: list[bytes] = [b'{"results":[']
-    for index, done in enumerate(results):
-        if index:
-            parts.append(b",")
-        if isinstance(done, EncodedAssessment):
-            parts.extend(done.pieces(elapsed_json, index))
-        else:
+    for index, entry in enumerate(results):
+        if "error" in entry:
             errors += 1
-            parts.append(encode_json(done))
-    rest = encode_json(
+        else:
+            entry["processing_time_ms"] = elapsed
+            entry["index"] = index
+    return encode_json(
         {
+            "results": results,
             "count": len(items),
             "errors": errors,
             "processing_time_ms": elapsed,
@@ -282,86 +297,17 @@ def score_batch(
             "request_id": request_id,
         }
     )
-    parts.append(b"],")
-    parts.append(rest[1:])
-    # freeing the batch's many small objects takes a few milliseconds: after the reply
-    release_later(items, results, patients, parts)
-    return b"".join(parts)
-
-
-VECTORISED_FROM: Final = 7
-"""Batches this large or larger take the vectorised path; below, its fixed cost (a few hundred
-numpy calls, about a millisecond) exceeds the per-patient path's, which gives the same
-results."""
-
-
-def assess_patients(
-    state: ServiceState,
-    loaded: LoadedConfig,
-    patients: Sequence[Patient],
-    *,
-    predict: Callable[[npt.NDArray[np.float32]], FloatArray],
-    request_id: str | None,
-) -> list[EncodedAssessment | ServiceError]:
-    """`assessment` of each patient as JSON, with one model call; a patient whose assessment
-    fails gets a ServiceError in its place, the others are unaffected."""
-    if len(patients) < VECTORISED_FROM:
-        return _assess_one_by_one(state, loaded, patients, predict=predict, request_id=request_id)
-    threshold = state.alert_threshold(loaded)
-
-    def reference(patient: NormalizedPatient, probability: float) -> dict[str, Any]:
-        return assessment(state, loaded, patient, probability, request_id)
-
-    return assess_batch(
-        patients,
-        plan=loaded.plan,
-        alert_threshold=threshold,
-        predict=predict,
-        cache=state.scores,
-        alerts=[_alert(p) for p in PRIORITY_BY_RANK],
-        model=state.model_info,
-        request_id=request_id,
-        reference=reference,
-    )
-
-
-def _assess_one_by_one(
-    state: ServiceState,
-    loaded: LoadedConfig,
-    patients: Sequence[Patient],
-    *,
-    predict: Callable[[npt.NDArray[np.float32]], FloatArray],
-    request_id: str | None,
-) -> list[EncodedAssessment | ServiceError]:
-    normalized = [p.normalized() if isinstance(p, HourlyPatient) else p for p in patients]
-    features = np.vstack([features_for_windows([window_from_patient(p)]) for p in normalized])
-    out: list[EncodedAssessment | ServiceError] = []
-    for i, (patient, probability) in enumerate(
-        zip(normalized, predict(features).tolist(), strict=True)
-    ):
-        try:
-            entry = assessment(state, loaded, patient, probability, request_id)
-        except Exception:
-            # One patient that trips a defect must not fail the others; the log has the trace.
-            logger.exception("assessment failed for one batch item", extra={"row": i})
-            out.append(ServiceError("Internal error assessing this patient; see the server log."))
-            continue
-        out.append(EncodedAssessment.of(entry))
-    return out
 
 
 def warm_up(state: ServiceState) -> None:
     """Score one example patient through the whole pipeline (not counted); raise if broken."""
-    patient = parse_patient(dict(FLAT_EXAMPLE))
-    features = features_for_windows([window_from_patient(patient)])
-    probabilities = state.model.predict(features)
-    if probabilities.shape != (1,) or not 0.0 <= float(probabilities[0]) <= 1.0:
-        raise RuntimeError("the model's warm-up prediction is not a probability")
-    assessment(state, state.configs.current, patient, float(probabilities[0]), None)
-    # the vectorised batch path too (uncounted), on both kinds of parsed patient
-    batch = [parse_patient_hourly(dict(FLAT_EXAMPLE)), patient] * VECTORISED_FROM
+    loaded = state.configs.current
+    patient = parse_patient(dict(FLAT_EXAMPLE), limits=loaded.config.inputs)
     entries = assess_patients(
-        state, state.configs.current, batch, predict=state.model.predict, request_id=None
+        state, loaded, [patient, patient], predict=state.model.predict, request_id=None
     )
-    if any(isinstance(entry, ServiceError) for entry in entries):
-        raise RuntimeError("the batch path failed on the warm-up patient")
+    for entry in entries:
+        if isinstance(entry, ServiceError):
+            raise RuntimeError("the pipeline failed on the warm-up patient")
+        if not 0.0 <= float(entry["model_probability"]) <= 1.0:
+            raise RuntimeError("the model's warm-up prediction is not a probability")

@@ -13,7 +13,8 @@ from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from sepsis_shared.patient import NormalizedPatient
+from sepsis_shared.confidence import Confidence
+from sepsis_shared.patient import BedsideFinding, DataQualityIssue, NormalizedPatient
 from sepsis_shared.scores import ClinicalScores
 
 __all__ = [
@@ -183,6 +184,18 @@ class AssessmentCore(BaseModel):
     model: ModelInfo = Field(description="Model name and version.")
     missing_inputs: list[str] = Field(
         description="Key inputs that were not sent; sending them would sharpen the assessment."
+    )
+    confidence: Confidence = Field(
+        description="How much of the picture the assessment rests on (families of inputs "
+        "present, age of the labs, inputs outside what the model was trained on)."
+    )
+    data_quality: list[DataQualityIssue] = Field(
+        description="Every input left out or read another way (a monitor artefact, a value "
+        "too old to count, a percentage sent for a fraction), with the reason."
+    )
+    findings: list[BedsideFinding] = Field(
+        description="The bedside findings the scores used (GCS, ACVPU, oxygen, vasopressors, "
+        "infection, urine output) and where each came from: a field or the notes."
     )
     request_id: str | None = Field(default=None, description="The request's X-Request-ID.")
     processing_time_ms: float = Field(ge=0, description="Time spent in the service, in ms.")

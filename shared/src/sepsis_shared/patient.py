@@ -11,28 +11,40 @@ Two forms are accepted (DESIGN §4):
 
 A value is a number (the current hour), a list of numbers (newest first, one per hour) or a
 time series ``[{"val": 118, "ts": "2026-02-07T18:30"}, ...]`` in any order (ISO 8601; a naive
-time is UTC; of two points with the same time the one given last wins). A JSON ``null`` where a
-whole variable's value goes means "not measured" and is skipped; anywhere else it is an error.
+time is UTC). A JSON ``null`` where a whole variable's value goes means "not measured" and is
+skipped; anywhere else it is an error.
 
-Parsing walks plain dicts (no model validation on the hot path; requests are scored in a few
-milliseconds end to end) and collects every field error of a patient before raising one
-`InvalidInput` that names each bad field by its dotted path, as the client spelled it. The
-common request (numbers and lists of numbers only) takes a one-pass path first
-(`sepsis_shared.patient_common`) with the same results; the records are defined in
-`sepsis_shared.patient_types` and the OpenAPI description in `sepsis_shared.patient_openapi`,
-all re-exported here.
+What is refused (one `InvalidInput`, a 422 naming every bad field by its dotted path as the
+client spelled it, all errors of a patient collected): a wrong type, an unparseable timestamp,
+an unknown variable or unit, an empty list, and a patient left with nothing to score.
+
+What is tolerated, because real monitors and charts produce it, and never hidden: each case is
+listed in the patient's `data_quality` with the field, time, value and reason.
+
+- A value outside its variable's physiological range (`sepsis_shared.variables`), e.g. an
+  arterial-line flush reading SBP 343, is left out; the rest of the series is used.
+- A value outside its range with one obvious other reading, when no unit was sent for it, is
+  read that way: FiO2 between 18 and 100 as a percentage (40 -> 0.40), FiO2 between 0.18 and
+  0.21 (and 18-21 %) as room air 0.21, a temperature between 77 and 113 as °F.
+- A time-series point dated more than `FUTURE_TOLERANCE` after the request arrived is left out
+  (a clock or entry error would otherwise become the scored hour).
+- Two points of one variable at the same time: the one given last is used, the other listed.
+
+`parse_patient` then applies `sepsis_shared.intake` (values too old to count, bedside findings
+from the notes). The records are defined in `sepsis_shared.patient_types` and the OpenAPI
+description in `sepsis_shared.patient_openapi`, both re-exported here.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from sepsis_shared.errors import FieldError, InvalidInput, PayloadTooLarge
-from sepsis_shared.patient_batch import read_common_batch
-from sepsis_shared.patient_common import Deferred, check_deferred, read_common
+from sepsis_shared.intake import InputLimits, take_in
 from sepsis_shared.patient_openapi import (
     FLAT_EXAMPLE,
     SERIES_EXAMPLE,
@@ -50,15 +62,18 @@ from sepsis_shared.patient_types import (
     MAX_PATIENT_ID_CHARS,
     MAX_POINTS_PER_VARIABLE,
     META_KEYS,
-    HourlyPatient,
+    BedsideFinding,
+    DataQualityIssue,
     NormalizedPatient,
     Observation,
     PatientHistory,
+    QualityAction,
 )
 from sepsis_shared.variables import (
     BINARY_VARIABLES,
     CONSCIOUSNESS_CODES,
     IGNORED_NAMES,
+    INFECTION_CODES,
     SERIES_VARIABLES,
     VARIABLES,
     VariableSpec,
@@ -68,20 +83,21 @@ from sepsis_shared.variables import (
 
 __all__ = [
     "FLAT_EXAMPLE",
+    "FUTURE_TOLERANCE",
     "MAX_HISTORY_ITEMS",
     "MAX_NOTES_CHARS",
     "MAX_POINTS_PER_VARIABLE",
     "SERIES_EXAMPLE",
     "STRUCTURED_EXAMPLE",
-    "HourlyPatient",
+    "BedsideFinding",
+    "DataQualityIssue",
+    "InputLimits",
     "NormalizedPatient",
     "Observation",
     "PatientHistory",
     "batch_items",
     "parse_patient",
-    "parse_patient_hourly",
     "parse_patients_body",
-    "parse_patients_hourly",
     "patient_batch_request_openapi",
     "patient_request_openapi",
     "patient_schema",
@@ -91,8 +107,16 @@ __all__ = [
 # --------------------------------------------------------------------------------------------
 # Parsing
 
+FUTURE_TOLERANCE: Final = timedelta(minutes=5)
+"""A point dated up to this long after the request arrived is taken as sent (clock skew)."""
+
 _VAL_KEYS: Final = ("val", "value")
 _TS_KEYS: Final = ("ts", "timestamp", "time")
+_WORD_CODES: Final = {"Consciousness": CONSCIOUSNESS_CODES, "Infection": INFECTION_CODES}
+_WORD_HINTS: Final = {
+    "Consciousness": "expected an ACVPU level: A, C, V, P or U (or its code 0-4)",
+    "Infection": "expected none, suspected or confirmed (or its code 0-2)",
+}
 
 _Converter = Callable[[float], float]
 
@@ -119,13 +143,58 @@ def _join(prefix: str, path: str) -> str:
     return f"{prefix}{path}" if path.startswith("[") else f"{prefix}.{path}"
 
 
-class _Parser:
-    """One patient's parse: collects errors instead of stopping at the first."""
+def _at(path: str, index: int | None) -> str:
+    return path if index is None else f"{path}[{index}]"
 
-    __slots__ = ("bad_units", "errors", "units")
+
+def _num(x: float) -> str:
+    return f"{x:g}"
+
+
+def _expected_number(spec: VariableSpec, value: object) -> str:
+    return f"expected a number for {spec.name}, got {_describe(value)}"
+
+
+def _another_reading(spec: VariableSpec, x: float) -> tuple[float, str] | None:
+    """The one obvious reading of an out-of-range value sent without a unit, and its words."""
+    room_air = VARIABLES["FiO2"].low
+    if spec.name == "FiO2":
+        fraction = x / 100.0 if 18.0 <= x <= 100.0 else x
+        if 0.18 <= fraction < room_air:
+            return room_air, f"FiO2 {_num(x)} read as room air ({room_air:g})"
+        if room_air <= fraction <= 1.0 and fraction != x:
+            return fraction, f"FiO2 {_num(x)} read as {_num(x)} % ({fraction:.2f})"
+    if spec.name == "Temp" and 77.0 <= x <= 113.0:
+        celsius = (x - 32.0) * 5.0 / 9.0
+        return celsius, f"temperature {_num(x)} read as °F ({celsius:.1f} °C)"
+    return None
+
+
+@dataclass(slots=True)
+class _Issue:
+    """A data-quality issue while parsing (`hours_ago` of a series point is known only once
+    the scored hour is: `at` holds its time until then)."""
+
+    path: str
+    name: str
+    sent: float
+    action: QualityAction
+    reason: str
+    used: float | None = None
+    time: str | None = None
+    hours_ago: float | None = None
+    at: datetime | None = None
+
+
+class _Parser:
+    """One patient's parse: collects errors instead of stopping at the first, and the inputs
+    it did not take as sent."""
+
+    __slots__ = ("bad_units", "errors", "issues", "units")
 
     def __init__(self) -> None:
         self.errors: list[tuple[str, str]] = []
+        self.issues: list[_Issue] = []
         self.units: dict[str, _Converter] = {}
         # variables whose unit was rejected: their values are not range-checked a second time
         self.bad_units: set[str] = set()
@@ -133,32 +202,57 @@ class _Parser:
     def err(self, path: str, message: str) -> None:
         self.errors.append((path, message))
 
+    def issue(
+        self,
+        path: str,
+        name: str,
+        sent: float,
+        action: QualityAction,
+        reason: str,
+        *,
+        used: float | None = None,
+        hours_ago: float | None = None,
+    ) -> _Issue:
+        record = _Issue(path, name, sent, action, reason, used=used, hours_ago=hours_ago)
+        self.issues.append(record)
+        return record
+
     # ---- single values -------------------------------------------------------------------
 
-    def number(self, spec: VariableSpec, value: object, path: str) -> float | None:
-        """One measurement as a float in the canonical unit, or None after recording an error."""
-        if isinstance(value, bool):
-            if spec.name not in BINARY_VARIABLES:
-                self.err(path, f"expected a number for {spec.name}, got {_describe(value)}")
-                return None
-            x = 1.0 if value else 0.0
-        elif isinstance(value, int | float):
+    def number(
+        self,
+        spec: VariableSpec,
+        value: object,
+        path: str,
+        index: int | None = None,
+        *,
+        hours_ago: float | None = None,
+    ) -> float | None:
+        """One measurement as a float in the canonical unit; None when it is refused (an error
+        recorded) or left out (an issue recorded)."""
+        if type(value) is float or type(value) is int:
             try:
                 x = float(value)
             except OverflowError:  # an integer beyond any float is beyond every range too
-                self.err(path, f"{spec.name} is outside the accepted range {spec.range_text}")
+                x = math.inf if value > 0 else -math.inf
+        elif isinstance(value, bool):
+            if spec.name not in BINARY_VARIABLES:
+                self.err(
+                    _at(path, index), f"expected a number for {spec.name}, got {_describe(value)}"
+                )
                 return None
-        elif isinstance(value, str) and spec.name == "Consciousness":
-            code = CONSCIOUSNESS_CODES.get(value.strip().lower())
+            return 1.0 if value else 0.0
+        elif isinstance(value, str) and spec.name in _WORD_CODES:
+            code = _WORD_CODES[spec.name].get(value.strip().lower())
             if code is None:
-                self.err(path, "expected an ACVPU level: A, C, V, P or U (or its code 0-4)")
+                self.err(_at(path, index), _WORD_HINTS[spec.name])
                 return None
             return float(code)
         else:
-            self.err(path, f"expected a number for {spec.name}, got {_describe(value)}")
+            self.err(_at(path, index), _expected_number(spec, value))
             return None
-        if not math.isfinite(x):
-            self.err(path, f"expected a finite number for {spec.name}")
+        if math.isnan(x) or (math.isinf(x) and type(value) is float):
+            self.err(_at(path, index), f"expected a finite number for {spec.name}")
             return None
         conv = self.units.get(spec.name)
         if conv is not None:
@@ -166,15 +260,31 @@ class _Parser:
         elif spec.name in self.bad_units:
             return None
         if x < spec.low or x > spec.high:
-            self.err(
-                path,
-                # the value itself is not echoed: error messages carry no patient data
-                f"{spec.name} is outside the accepted range {spec.range_text}"
-                + _unit_hint(spec, x),
+            sent = float(value) if math.isfinite(x) else x
+            other = None if conv is not None else _another_reading(spec, x)
+            if other is not None:
+                self.issue(
+                    _at(path, index),
+                    spec.name,
+                    sent,
+                    "read_as",
+                    other[1],
+                    used=other[0],
+                    hours_ago=hours_ago,
+                )
+                return other[0]
+            self.issue(
+                _at(path, index),
+                spec.name,
+                sent,
+                "left_out",
+                f"{spec.name} outside the physiological range {spec.range_text}: not a "
+                "measurement this assessment can use" + _unit_hint(spec, x),
+                hours_ago=hours_ago,
             )
             return None
-        if spec.integer and x != int(x):
-            self.err(path, f"{spec.name} must be a whole number")
+        if spec.integer and not x.is_integer():
+            self.err(_at(path, index), f"{spec.name} must be a whole number")
             return None
         return x
 
@@ -194,7 +304,8 @@ class _Parser:
     # ---- one variable --------------------------------------------------------------------
 
     def variable(self, spec: VariableSpec, value: object, path: str) -> list[float] | None:
-        """A scalar or a list of numbers as floats (newest first); None after an error."""
+        """A scalar or a list of numbers as floats, newest first, NaN where a value was left
+        out (its hour is still its hour); None after an error or with nothing left."""
         if not isinstance(value, list):
             if isinstance(value, dict):
                 self.err(
@@ -203,7 +314,7 @@ class _Parser:
                     '[{"val": ..., "ts": ...}], got an object',
                 )
                 return None
-            x = self.number(spec, value, path)
+            x = self.number(spec, value, path, hours_ago=0.0)
             return None if x is None else [x]
         if not value:
             self.err(path, f"{spec.name} is an empty list; leave the variable out instead")
@@ -211,6 +322,17 @@ class _Parser:
         if len(value) > MAX_POINTS_PER_VARIABLE:
             self.err(path, f"at most {MAX_POINTS_PER_VARIABLE} points per variable")
             return None
+        if (
+            spec.name not in self.units
+            and all(type(v) is float or type(v) is int for v in value)
+            and spec.low <= min(value)
+            and max(value) <= spec.high
+        ):
+            # the usual list: every value a number inside the range (NaN cannot pass both
+            # bounds test and the sum); each is then taken as it is
+            xs = [float(v) for v in value]
+            if math.isfinite(sum(xs)) and (not spec.integer or all(x.is_integer() for x in xs)):
+                return xs
         out: list[float] = []
         ok = True
         for i, item in enumerate(value):
@@ -218,22 +340,28 @@ class _Parser:
                 self.err(f"{path}[{i}]", "mixes numbers and time-series points in one list")
                 ok = False
                 continue
-            x = self.number(spec, item, f"{path}[{i}]")
+            errors = len(self.errors)
+            x = self.number(spec, item, path, i, hours_ago=float(i))
             if x is None:
-                ok = False
+                ok = ok and len(self.errors) == errors
+                out.append(math.nan)
             else:
                 out.append(x)
-        return out if ok else None
+        if not ok or all(math.isnan(x) for x in out):
+            return None
+        return out
 
     def time_series(
-        self, spec: VariableSpec, items: list[Any], path: str
-    ) -> list[tuple[datetime, float]] | None:
-        """A time series as (ts, value) pairs in input order; None after an error."""
+        self, spec: VariableSpec, items: list[Any], path: str, now: datetime
+    ) -> list[tuple[datetime, float, str]] | None:
+        """A time series as (ts, value, path) in input order; None after an error. Points
+        left out are not returned (their issues are recorded)."""
         if len(items) > MAX_POINTS_PER_VARIABLE:
             self.err(path, f"at most {MAX_POINTS_PER_VARIABLE} points per variable")
             return None
-        out: list[tuple[datetime, float]] = []
+        out: list[tuple[datetime, float, str]] = []
         ok = True
+        latest = now + FUTURE_TOLERANCE
         for i, item in enumerate(items):
             ipath = f"{path}[{i}]"
             if not isinstance(item, dict):
@@ -254,12 +382,29 @@ class _Parser:
                 ok = False
             if val_key is None or ts_key is None:
                 continue
+            issues = len(self.issues)
             x = self.number(spec, item[val_key], f"{ipath}.{val_key}")
             ts = self.timestamp(item[ts_key], f"{ipath}.{ts_key}")
-            if x is None or ts is None:
+            record = self.issues[-1] if len(self.issues) > issues else None
+            if ts is None:
                 ok = False
-            else:
-                out.append((ts, x))
+                continue
+            if record is not None:
+                record.time, record.at = item[ts_key], ts
+            if x is None:
+                ok = ok and record is not None  # left out, or refused
+                continue
+            if ts > latest:
+                future = self.issue(
+                    ipath,
+                    spec.name,
+                    _sent(item[val_key], x),
+                    "left_out",
+                    "dated after the request arrived (a clock or entry error): not used",
+                )
+                future.time = item[ts_key]
+                continue
+            out.append((ts, x, ipath))
         return out if ok else None
 
     def demographic(self, name: str, value: object, path: str) -> float | None:
@@ -341,7 +486,7 @@ class _Parser:
 def _unit_hint(spec: VariableSpec, x: float) -> str:
     if spec.name == "Temp" and 77 <= x <= 113:
         return ' (in °F? send "units": {"Temp": "degF"})'
-    if spec.name == "FiO2" and 21 <= x <= 100:
+    if spec.name == "FiO2" and 1 < x <= 100:
         return ' (a percentage? send "units": {"FiO2": "%"})'
     return ""
 
@@ -350,76 +495,34 @@ def _known_units(spec: VariableSpec) -> str:
     return ", ".join(sorted(spec.conversions)) or "none (unitless)"
 
 
+def _sent(value: object, parsed: float) -> float:
+    """The value as sent, where it was a number."""
+    return float(value) if type(value) is int or type(value) is float else parsed
+
+
 def _hours(delta_seconds: float) -> float:
     return delta_seconds / 3600.0
 
 
-def parse_patient(raw: object, *, field_prefix: str = "") -> NormalizedPatient:
-    """Validate and normalise one patient in either input form.
+def parse_patient(
+    raw: object,
+    *,
+    field_prefix: str = "",
+    limits: InputLimits | None = None,
+    now: datetime | None = None,
+) -> NormalizedPatient:
+    """Validate and normalise one patient in either input form, then take it in
+    (`sepsis_shared.intake.take_in` with `limits`, default `InputLimits()`).
 
     Raises InvalidInput naming every bad field as a dotted path (e.g. `vitals.HR[2].ts`), with
-    `field_prefix` prepended (`patients[3]` in a batch).
+    `field_prefix` prepended (`patients[3]` in a batch). `now`: when the request arrived
+    (default: the clock), for points dated in the future.
     """
-    if type(raw) is dict:
-        common = read_common(raw)
-        if common is not None:
-            return common.normalized()
-    return _parse_general(raw, field_prefix=field_prefix)
+    parsed = _parse(raw, field_prefix=field_prefix, now=now or datetime.now(UTC))
+    return take_in(parsed, limits or InputLimits(), field_prefix=field_prefix)
 
 
-def parse_patient_hourly(
-    raw: object, *, field_prefix: str = ""
-) -> HourlyPatient | NormalizedPatient:
-    """`parse_patient`, but a request of numbers and lists of numbers only (no time series,
-    no units, no history: the common kind) comes back as an `HourlyPatient`, without
-    `Observation`s.
-
-    Raises InvalidInput exactly as `parse_patient` does.
-    """
-    if type(raw) is dict:
-        common = read_common(raw)
-        if common is not None:
-            return common
-    return _parse_general(raw, field_prefix=field_prefix)
-
-
-def parse_patients_hourly(
-    items: Sequence[object],
-    *,
-    prefix: str = "patients",
-    known: Sequence[HourlyPatient | None] | None = None,
-) -> list[HourlyPatient | NormalizedPatient | InvalidInput]:
-    """`parse_patient_hourly` of each item (field prefix `prefix[i]`), or the InvalidInput it
-    raises, in item order. `known`: item i already read as `known[i]` where that is not None
-    (as `read_common_batch` gives them).
-
-    The same answers, sooner: the lists of numbers of the common items are checked once per
-    variable across all items (types, range, finiteness) rather than list by list; only a
-    variable whose values do not all pass is checked list by list, to find whose they are.
-    """
-    out: list[HourlyPatient | NormalizedPatient | InvalidInput | None] = []
-    deferred: Deferred = {}
-    if known is None or len(known) != len(items):
-        known = [None] * len(items)
-    for i, (raw, given) in enumerate(zip(items, known, strict=True)):
-        if given is not None:
-            out.append(given)
-        else:
-            out.append(read_common(raw, deferred, i) if type(raw) is dict else None)
-    failed = check_deferred(deferred)
-    done: list[HourlyPatient | NormalizedPatient | InvalidInput] = []
-    for i, parsed in enumerate(out):
-        if parsed is None or i in failed:
-            try:
-                parsed = _parse_general(items[i], field_prefix=f"{prefix}[{i}]")
-            except InvalidInput as exc:
-                parsed = exc
-        done.append(parsed)
-    return done
-
-
-def _parse_general(raw: object, *, field_prefix: str = "") -> NormalizedPatient:
-    """Every form and every error: the reference the common path (`read_common`) agrees with."""
+def _parse(raw: object, *, field_prefix: str, now: datetime) -> NormalizedPatient:
     if not isinstance(raw, dict):
         raise InvalidInput.for_fields(
             [
@@ -495,12 +598,12 @@ def _parse_general(raw: object, *, field_prefix: str = "") -> NormalizedPatient:
 
     demo: dict[str, float] = {}
     plain: dict[str, list[float]] = {}
-    timed: dict[str, list[tuple[datetime, float]]] = {}
+    timed: dict[str, list[tuple[datetime, float, str]]] = {}
     for name, path, value in items:
         if name in SERIES_VARIABLES:
             if isinstance(value, list) and value and isinstance(value[0], dict):
-                points = p.time_series(VARIABLES[name], value, path)
-                if points is not None:
+                points = p.time_series(VARIABLES[name], value, path, now)
+                if points:
                     timed[name] = points
             else:
                 values = p.variable(VARIABLES[name], value, path)
@@ -512,7 +615,13 @@ def _parse_general(raw: object, *, field_prefix: str = "") -> NormalizedPatient:
                 demo[name] = x
 
     if not p.errors and not plain and not timed:
-        p.err("vitals", "no vital signs or laboratory values were sent")
+        left_out = [issue for issue in p.issues if issue.action == "left_out"]
+        if left_out:
+            # nothing to assess: each value that was left out is named with its reason
+            for issue in left_out:
+                p.err(issue.path, f"{issue.reason}; nothing else was left to assess")
+        else:
+            p.err("vitals", "no vital signs or laboratory values were sent")
     if p.errors:
         raise InvalidInput.for_fields(
             [FieldError(field=_join(field_prefix, path), message=msg) for path, msg in p.errors]
@@ -521,19 +630,35 @@ def _parse_general(raw: object, *, field_prefix: str = "") -> NormalizedPatient:
     series: dict[str, tuple[Observation, ...]] = {}
     for name, values in plain.items():
         n = len(values) - 1
-        # newest first on the wire; stored oldest first
-        series[name] = tuple(Observation(values[n - i], float(n - i)) for i in range(n + 1))
+        # newest first on the wire; stored oldest first, values left out skipped
+        series[name] = tuple(
+            Observation(x, float(n - i))
+            for i in range(n + 1)
+            if (x := values[n - i]) == x  # NaN: left out
+        )
     reference: datetime | None = None
     if timed:
-        reference = max(ts for points in timed.values() for ts, _ in points)
+        reference = max(ts for points in timed.values() for ts, _, _ in points)
         for name, points in timed.items():
-            latest: dict[datetime, float] = {}
-            for ts, x in points:
-                latest[ts] = x  # of duplicate times the one given last wins
+            latest: dict[datetime, tuple[float, str]] = {}
+            for ts, x, path in points:
+                earlier = latest.get(ts)
+                if earlier is not None and earlier[0] != x:
+                    p.issue(
+                        earlier[1],
+                        name,
+                        earlier[0],
+                        "left_out",
+                        "two values at the same time: the one given last was used",
+                    ).at = ts
+                latest[ts] = (x, path)
             series[name] = tuple(
-                Observation(latest[ts], _hours((reference - ts).total_seconds()))
+                Observation(latest[ts][0], _hours((reference - ts).total_seconds()))
                 for ts in sorted(latest)
             )
+        for issue in p.issues:
+            if issue.at is not None:
+                issue.hours_ago = _hours((reference - issue.at).total_seconds())
 
     gender = demo.get("Gender")
     return NormalizedPatient(
@@ -548,28 +673,45 @@ def _parse_general(raw: object, *, field_prefix: str = "") -> NormalizedPatient:
         if history is not None
         else PatientHistory.model_construct(conditions=[], medications=[]),
         reference_time=reference,
+        sent_as={name: _join(field_prefix, path) for name, path in seen.items()},
+        data_quality=tuple(
+            DataQualityIssue.model_construct(
+                field=_join(field_prefix, issue.path),
+                variable=issue.name,
+                time=issue.time,
+                hours_ago=None if issue.hours_ago is None else round(issue.hours_ago, 3),
+                value=issue.sent if math.isfinite(issue.sent) else None,
+                action=issue.action,
+                used_value=issue.used,
+                reason=issue.reason,
+            )
+            for issue in p.issues
+        ),
     )
 
 
 def parse_patients_body(
-    body: bytes, *, max_items: int, decode: Callable[[bytes], object]
-) -> list[HourlyPatient | NormalizedPatient | InvalidInput]:
-    """Each patient of a `{"patients": [...]}` body (`batch_items` of `decode(body)`) parsed
-    by `parse_patients_hourly`, in order; raises what `decode` and `batch_items` raise.
-
-    A body of common patients only is read straight from its bytes (`read_common_batch`,
-    the same answers in about half the time); the patients that path leaves go through
-    `parse_patients_hourly`, and a body it cannot read at all through `decode` first.
-    """
-    fast = read_common_batch(body, max_items=max_items)
-    if fast is not None:
-        accepted: list[HourlyPatient | NormalizedPatient | InvalidInput] = [
-            p for p in fast if p is not None
-        ]
-        if len(accepted) == len(fast):
-            return accepted
+    body: bytes,
+    *,
+    max_items: int,
+    decode: Callable[[bytes], object],
+    limits: InputLimits | None = None,
+    now: datetime | None = None,
+) -> list[NormalizedPatient | InvalidInput]:
+    """Each patient of a `{"patients": [...]}` body parsed by `parse_patient` (field prefix
+    `patients[i]`), or the InvalidInput it raised, in order; raises what `decode` and
+    `batch_items` raise for the body as a whole."""
     items = batch_items(decode(body), max_items=max_items)
-    return parse_patients_hourly(items, prefix="patients", known=fast)
+    arrived = now or datetime.now(UTC)
+    out: list[NormalizedPatient | InvalidInput] = []
+    for i, raw in enumerate(items):
+        try:
+            out.append(
+                parse_patient(raw, field_prefix=f"patients[{i}]", limits=limits, now=arrived)
+            )
+        except InvalidInput as exc:
+            out.append(exc)
+    return out
 
 
 def batch_items(raw: object, *, max_items: int) -> Sequence[object]:

@@ -1,17 +1,17 @@
-"""The patient records the parser produces, and the limits and request keys it works by.
+"""The patient record the parser produces, and the limits and request keys it works by.
 
-`NormalizedPatient` is what every consumer reads; `HourlyPatient` is the lighter record of a
-request of numbers and lists of numbers only (see `sepsis_shared.patient`, which re-exports all
-of this).
+`NormalizedPatient` is what every consumer reads: canonical names and units, every series
+oldest first, what was done with inputs that could not be taken as sent (`DataQualityIssue`)
+and where each bedside finding came from (`BedsideFinding`). `sepsis_shared.patient`
+re-exports all of this.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import partial
-from typing import Final, NamedTuple
+from typing import Final, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -24,7 +24,8 @@ __all__ = [
     "MAX_PATIENT_ID_CHARS",
     "MAX_POINTS_PER_VARIABLE",
     "META_KEYS",
-    "HourlyPatient",
+    "BedsideFinding",
+    "DataQualityIssue",
     "NormalizedPatient",
     "Observation",
     "PatientHistory",
@@ -72,6 +73,54 @@ class PatientHistory(BaseModel):
     )
 
 
+QualityAction = Literal["left_out", "read_as"]
+
+
+class DataQualityIssue(BaseModel):
+    """An input the assessment did not take as sent, and why."""
+
+    model_config = ConfigDict(frozen=True)
+
+    field: str = Field(description="Where it was sent, as a dotted path (`vitals.SBP[3]`).")
+    variable: str = Field(description="The canonical variable name.")
+    time: str | None = Field(
+        default=None, description="The point's timestamp as sent, for a time-series point."
+    )
+    hours_ago: float | None = Field(
+        default=None, description="How long before the scored hour it was measured."
+    )
+    value: float | None = Field(
+        default=None, description="The value as sent (before any unit conversion)."
+    )
+    action: QualityAction = Field(
+        description="`left_out`: not used; `read_as`: used as `used_value`."
+    )
+    used_value: float | None = Field(
+        default=None, description="The value used instead (canonical unit), for `read_as`."
+    )
+    reason: str = Field(description="Why, in words a clinician reads.")
+
+
+class BedsideFinding(BaseModel):
+    """A bedside finding the scores used, and where it came from."""
+
+    model_config = ConfigDict(frozen=True)
+
+    variable: str = Field(
+        description="`GCS`, `Consciousness`, `SupplementalO2`, `Vasopressors`, `Infection` "
+        "or `UrineOutput`."
+    )
+    value: float = Field(description="The value used (canonical code or unit).")
+    text: str = Field(description="The finding in words, e.g. `GCS 11`, `on vasopressors`.")
+    source: Literal["field", "note"] = Field(
+        description="`field`: sent as a variable; `note`: read from the notes (taken as "
+        "current, since a note carries no time per statement)."
+    )
+    evidence: str | None = Field(
+        default=None, description="For a note finding, the phrase it was read from."
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class NormalizedPatient:
     """A validated patient: canonical names, canonical units, every series oldest first."""
@@ -90,6 +139,12 @@ class NormalizedPatient:
     history: PatientHistory = field(default_factory=PatientHistory)
     reference_time: datetime | None = None
     """The newest timestamp of any time series sent (the scored hour), None without series."""
+    data_quality: tuple[DataQualityIssue, ...] = ()
+    """Inputs left out or read another way, in the order they were met."""
+    findings: tuple[BedsideFinding, ...] = ()
+    """The bedside findings in `series` (fields and what the notes said), once each."""
+    sent_as: Mapping[str, str] = field(default_factory=dict)
+    """Canonical name -> the field path it was sent under (batch prefix included)."""
 
     def observations(self, name: str) -> tuple[Observation, ...]:
         """The observations of a canonical variable, oldest first (empty when not sent)."""
@@ -107,56 +162,3 @@ class NormalizedPatient:
     def has(self, name: str) -> bool:
         """Whether the variable was sent."""
         return name in self.series
-
-
-_HOURS: Final = tuple(float(h) for h in range(MAX_POINTS_PER_VARIABLE))
-# Observation(value, hours_ago) made by tuple.__new__ directly, as its generated __new__ does.
-_observation: Final[Callable[[tuple[float, float]], Observation]] = partial(
-    tuple.__new__, Observation
-)
-
-
-class HourlyPatient(NamedTuple):
-    """A validated patient whose every variable came as a number or a list of numbers.
-
-    `hourly` holds each variable sent, newest first: its value i is from i hours before the
-    scored hour (a single number is the scored hour). This is how most requests arrive; kept
-    in this form, a batch can be laid out in arrays without building an `Observation` per
-    value. `normalized()` is exactly what `parse_patient` returns for the same request.
-
-    A named tuple rather than a frozen dataclass: a batch makes one per patient, and a tuple
-    is built in half the time (a frozen dataclass sets each field through `object.__setattr__`).
-    """
-
-    patient_id: str | None
-    hourly: Mapping[str, tuple[float, ...]]
-    """Canonical name -> values, newest first (index = hours before the scored hour)."""
-    age: float | None
-    gender: int | None
-    iculos: float | None
-    hosp_adm_time: float | None
-    notes: str | None
-    history: PatientHistory | None
-    """None when none was sent (`normalized()` then gives an empty one)."""
-
-    def normalized(self) -> NormalizedPatient:
-        """The same patient as a NormalizedPatient (series oldest first)."""
-        series = {
-            # hours before the scored hour: len-1 for the oldest value down to 0
-            name: tuple(
-                map(_observation, zip(reversed(xs), _HOURS[len(xs) - 1 :: -1], strict=True))
-            )
-            for name, xs in self.hourly.items()
-        }
-        return NormalizedPatient(
-            patient_id=self.patient_id,
-            series=series,
-            age=self.age,
-            gender=self.gender,
-            iculos=self.iculos,
-            hosp_adm_time=self.hosp_adm_time,
-            notes=self.notes,
-            history=self.history
-            if self.history is not None
-            else PatientHistory.model_construct(conditions=[], medications=[]),
-        )

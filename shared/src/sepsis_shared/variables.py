@@ -11,9 +11,15 @@ with `"units": {"Lactate": "mg/dL"}` and the value is divided by 9.008. FiO2 is 
 (0.21-1.0), again as the challenge values are.
 
 Ranges are wide physiological limits: they catch unit mix-ups, typos and device artefacts, not
-abnormal physiology. A value outside its range is rejected with the field named. A handful of
-set A entries lie outside them (e.g. Temp 20.9 °C, FiO2 0.0 or 10, BaseExcess 100): those are
-recording artefacts, and a client replaying such rows gets a 422 naming the field.
+abnormal physiology. A value outside its range cannot be a measurement of a living patient: the
+parser leaves it out of the assessment and lists it in the answer's `data_quality`, or, where
+the value has one obvious other reading (FiO2 40 for 40 %, Temp 101.3 in °F), reads it that way
+and lists that (see `sepsis_shared.patient`). A handful of set A entries lie outside the ranges
+(e.g. Temp 20.9 °C, FiO2 0.0 or 10, BaseExcess 100): recording artefacts of that kind.
+
+`freshness` says how long a value describes the patient: a vital sign or bedside observation
+for the vitals' age limit (default 8 hours), a laboratory result for the labs' (default 24
+hours); see `sepsis_shared.intake`.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ __all__ = [
     "CONSCIOUSNESS_LETTERS",
     "DEMOGRAPHICS",
     "IGNORED_NAMES",
+    "INFECTION_CODES",
+    "INFECTION_WORDS",
     "PHYSIONET_VARIABLES",
     "SERIES_VARIABLES",
     "VARIABLES",
@@ -51,6 +59,7 @@ class VariableSpec:
     high: float
     description: str
     kind: str  # "vital", "lab", "bedside" or "demographic"
+    freshness: str = "vital"  # "vital" or "lab": which age limit applies (demographics: none)
     integer: bool = False
     aliases: tuple[str, ...] = ()
     # unit spellings (normalised, see `normalise_unit`) -> conversion into `unit`
@@ -125,6 +134,7 @@ def _v(
     *,
     aliases: tuple[str, ...] = (),
     integer: bool = False,
+    freshness: str | None = None,
     conversions: Mapping[str, Callable[[float], float]] | None = None,
 ) -> VariableSpec:
     if conversions is None:
@@ -137,6 +147,7 @@ def _v(
         high=high,
         description=description,
         kind=kind,
+        freshness=freshness or ("lab" if kind == "lab" else "vital"),
         integer=integer,
         aliases=aliases,
         conversions=conversions,
@@ -373,7 +384,14 @@ _SPECS: tuple[VariableSpec, ...] = (
         integer=True,
     ),
     _v(
-        "PaO2", "mmHg", 10, 800, "Arterial partial pressure of oxygen", "bedside", aliases=("pao2",)
+        "PaO2",
+        "mmHg",
+        10,
+        800,
+        "Arterial partial pressure of oxygen",
+        "bedside",
+        aliases=("pao2",),
+        freshness="lab",
     ),
     _v(
         "UrineOutput",
@@ -383,6 +401,7 @@ _SPECS: tuple[VariableSpec, ...] = (
         "Urine output over the hour",
         "bedside",
         aliases=("urine_output", "urine_output_ml_h"),
+        freshness="lab",
     ),
     _v(
         "Vasopressors",
@@ -393,6 +412,18 @@ _SPECS: tuple[VariableSpec, ...] = (
         "bedside",
         aliases=("vasopressor", "pressors", "on_vasopressors"),
         integer=True,
+    ),
+    _v(
+        "Infection",
+        "code",
+        0,
+        2,
+        "Infection: 0 none known, 1 suspected (cultures sent, antibiotics started), 2 confirmed "
+        "(positive cultures or imaging); send the code or `none`/`suspected`/`confirmed`",
+        "bedside",
+        aliases=("suspected_infection", "infection_status"),
+        integer=True,
+        freshness="lab",
     ),
     # Demographics and stay (scalars only)
     _v(
@@ -472,6 +503,14 @@ CONSCIOUSNESS_CODES: Final[Mapping[str, int]] = MappingProxyType(
         "u": 4,
         "unresponsive": 4,
     }
+)
+
+
+INFECTION_WORDS: Final[tuple[str, ...]] = ("none", "suspected", "confirmed")
+"""Infection status in words; the stored code of a word is its index."""
+
+INFECTION_CODES: Final[Mapping[str, int]] = MappingProxyType(
+    {"none": 0, "no": 0, "suspected": 1, "possible": 1, "confirmed": 2, "proven": 2}
 )
 
 

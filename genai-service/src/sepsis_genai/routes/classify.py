@@ -36,7 +36,7 @@ def build_router(*, max_batch: int) -> APIRouter:
     async def genai_classify(request: Request, services: ServicesDep) -> Response:
         """Assess one patient: LLM (or offline rules) under the deterministic clinical guardrail."""
         raw = await read_json_body(request, max_bytes=services.settings.max_body_bytes)
-        patient = parse_patient(raw)
+        patient = parse_patient(raw, limits=services.pipeline.input_limits)
         assessment = await services.pipeline.assess(patient)
         return Response(assessment.model_dump_json(), media_type="application/json")
 

@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from sepsis_ml.features import INPUT_VARIABLES, features_for_stays
+from sepsis_ml.features import INPUT_VARIABLES, WINDOW_HOURS, Withheld, features_for_stays
 
 LABEL: Final = "SepsisLabel"
 REQUIRED_COLUMNS: Final = (*INPUT_VARIABLES, "Age", "Gender", "ICULOS", LABEL)
@@ -111,23 +111,34 @@ class Stress:
 
     name: str
     recent_labs: float = 0.0
-    """Labs of the newest 8 hours removed (what is left is 8-24 h old)."""
+    """Labs of the newest 8 hours left out (an older result, up to 24 h, stands in)."""
+    labs: float = 0.0
+    """Every lab left out."""
     bp: float = 0.0
-    """SBP, MAP and DBP removed."""
+    """SBP, MAP and DBP left out."""
     fio2: float = 0.0
     history: float = 0.0
-    """Vitals before the newest hour removed (a single snapshot)."""
+    """Vitals before the newest `history_hours` left out."""
+    history_hours: int | None = 1
+    """Hours of vitals kept where history is left out; None: 1 to WINDOW_HOURS-1 at random."""
 
-    def masks(self, n: int, *, seed: int = 2019) -> dict[str, npt.NDArray[np.bool_]]:
-        """Per-row masks of the hours stressed, for `features_for_stays`."""
+    def withheld(self, n: int, *, seed: int = 2019) -> Withheld:
+        """What each of `n` rows has withheld, for `features_for_stays`."""
         rng = np.random.default_rng(seed)
-        out: dict[str, npt.NDArray[np.bool_]] = {}
-        for key in ("recent_labs", "bp", "fio2", "history"):
-            draw = rng.random(n)  # drawn for every key, so each key's hours never depend on
-            share = float(getattr(self, key))  # the other shares
-            if share > 0:
-                out[key] = draw < share
-        return out
+        # every share draws its own numbers whether it is used or not, so the hours one kind
+        # of input is withheld from never depend on the other shares
+        draws = {key: rng.random(n) for key in ("recent_labs", "labs", "bp", "fio2", "history")}
+        hours = rng.integers(1, WINDOW_HOURS, size=n)
+        masks = {
+            key: draw < share if (share := float(getattr(self, key))) > 0 else None
+            for key, draw in draws.items()
+        }
+        vital_hours = None
+        history = masks.pop("history")
+        if history is not None:
+            kept = hours if self.history_hours is None else np.full(n, self.history_hours)
+            vital_hours = np.where(history, kept, WINDOW_HOURS).astype(np.int64)
+        return Withheld(vital_hours=vital_hours, **masks)
 
 
 STRESSES: Final = (
@@ -149,18 +160,19 @@ def hourly_features(
     stress: Stress | None = None,
 ) -> Hourly:
     """Features of every hour of every stay in `df` (window per hour, as the service sees);
-    optionally without ICULOS, with only the newest `history_hours` rows of each window, or
+    optionally without ICULOS, with only the newest `history_hours` hours of vitals, or
     under a `stress`."""
     n = len(df)
     iculos = np.full(n, np.nan) if withhold_iculos else df["ICULOS"].to_numpy(dtype=np.float64)
     stay_ids = df["patient_id"].to_numpy(dtype=str)
+    if stress is None and history_hours is not None:
+        stress = Stress("history", history=1.0, history_hours=history_hours)
     features = features_for_stays(
         df[list(INPUT_VARIABLES)].to_numpy(dtype=np.float64),
         stay_ids,
         age=df["Age"].to_numpy(dtype=np.float64),
         gender=df["Gender"].to_numpy(dtype=np.float64),
         iculos=iculos,
-        history_hours=history_hours,
-        stress=None if stress is None else stress.masks(n),
+        withheld=None if stress is None else stress.withheld(n),
     )
     return Hourly(features=features, labels=df[LABEL].to_numpy(dtype=np.int8), stay_ids=stay_ids)

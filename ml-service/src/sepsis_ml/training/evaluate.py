@@ -21,7 +21,6 @@ import numpy.typing as npt
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from sepsis_ml.features import FEATURE_NAMES, SCORE_PARTS
 from sepsis_ml.model import SepsisModel
 from sepsis_ml.training.data import (
     STRESSES,
@@ -162,12 +161,6 @@ def evaluate_frame(
         hourly = hourly_features(df, withhold_iculos=no_los, history_hours=history)
         p = predict_in_chunks(model, hourly.features)
         probabilities[suffix] = p
-        if suffix == "" and 0 < int(labels.sum()) < labels.shape[0]:
-            # the partial bedside scores on the same hours, for comparison (higher = sicker)
-            result["score_hourly_auroc"] = {
-                name: float(roc_auc_score(labels, hourly.features[:, FEATURE_NAMES.index(name)]))
-                for name in SCORE_PARTS
-            }
         figures: dict[str, Any] = score_figures(labels, p, utilities, threshold)
         sens, false_stays = septic_patients_alarmed(labels, stay_ids, p >= threshold)
         figures |= {"septic_patients_alarmed": sens, "non_septic_patients_alarmed": false_stays}

@@ -31,19 +31,10 @@ from typing import Any, Final
 import lightgbm as lgb
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import roc_auc_score
 
-from sepsis_ml.features import (
-    FEATURE_NAMES,
-    INPUT_VARIABLES,
-    WINDOW_HOURS,
-    feature_spec,
-    features_from_arrays,
-    stay_starts,
-    windows_for_stays,
-)
+from sepsis_ml.features import FEATURE_NAMES, LAB_MAX_AGE_HOURS, WINDOW_HOURS, feature_spec
 from sepsis_ml.model import (
     CALIBRATION_FILE,
     FEATURES_FILE,
@@ -52,12 +43,14 @@ from sepsis_ml.model import (
     SepsisModel,
     packaged_artifacts_dir,
 )
+from sepsis_ml.reliability import CHECKED_VARIABLES, RANGE_QUANTILES, training_ranges
 from sepsis_ml.training.data import (
     DEFAULT_DATA,
     INNER_HOLDOUT_FRACTION,
     INNER_SALT,
     SPLIT_SALT,
     VALIDATION_FRACTION,
+    Stress,
     hourly_features,
     in_inner_holdout,
     in_validation,
@@ -68,8 +61,8 @@ from sepsis_ml.training.evaluate import evaluate_frame
 from sepsis_ml.training.export import export_onnx, float32_exact_booster, onnx_native_max_diff
 from sepsis_ml.utility import best_threshold, row_utilities
 
-MODEL_NAME: Final = f"sepsis-lgbm-window{WINDOW_HOURS}h"
-MODEL_VERSION: Final = "1.0.0"
+MODEL_NAME: Final = f"sepsis-lgbm-window{WINDOW_HOURS}h-labs{int(LAB_MAX_AGE_HOURS)}h"
+MODEL_VERSION: Final = "2.0.0"
 ICULOS_WITHHELD_SHARE: Final = 0.5
 MAX_ONNX_DIFF: Final = 1e-5
 THREADS: Final = 2
@@ -78,9 +71,17 @@ ICULOS_COL: Final = FEATURE_NAMES.index("ICULOS")
 # and then teaches the trees a branch for "unknown" (otherwise LightGBM would read NaN as 0).
 DEMOGRAPHICS_WITHHELD_SHARE: Final = 0.1
 DEMOGRAPHIC_COLS: Final = (FEATURE_NAMES.index("Age"), FEATURE_NAMES.index("Gender"))
-# Clients often send less history than the window holds (about 6 hours, sometimes a single
-# snapshot): this share of the fitting rows sees only the newest 1..WINDOW_HOURS-1 hours.
-SHORT_HISTORY_SHARE: Final = 0.3
+FIT_STRESS: Final = Stress(
+    "fitting",
+    recent_labs=0.3,
+    labs=0.1,
+    bp=0.2,
+    fio2=0.5,
+    history=0.3,
+    history_hours=None,
+)
+"""How the fitting rows are varied: requests often carry only older labs, no labs, no blood
+pressure, no FiO2, or less history than the window holds (1-7 hours at random)."""
 
 PARAMS: Final[dict[str, Any]] = {
     "objective": "binary",
@@ -118,30 +119,6 @@ def _withhold_at_random(
     return out
 
 
-def _shorten_history(
-    features: npt.NDArray[np.float32],
-    df: pd.DataFrame,
-    rows: npt.NDArray[np.int64],
-    rng: np.random.Generator,
-) -> npt.NDArray[np.float32]:
-    """Recompute the features of a random share of `rows` (rows of `df`, whose features are
-    `features`) from only the newest 1..WINDOW_HOURS-1 hours of their window."""
-    out = features.copy()
-    chosen = np.flatnonzero(rng.random(rows.shape[0]) < SHORT_HISTORY_SHARE)
-    keep = rng.integers(1, WINDOW_HOURS, size=chosen.shape[0])
-    values = df[list(INPUT_VARIABLES)].to_numpy(dtype=np.float64)
-    starts = stay_starts(df["patient_id"].to_numpy(dtype=str))
-    windows = windows_for_stays(values, starts, rows[chosen])
-    windows[np.arange(WINDOW_HOURS)[None, :] < (WINDOW_HOURS - keep)[:, None]] = np.nan
-    out[chosen] = features_from_arrays(
-        windows,
-        df["Age"].to_numpy(dtype=np.float64)[rows[chosen]],
-        df["Gender"].to_numpy(dtype=np.float64)[rows[chosen]],
-        df["ICULOS"].to_numpy(dtype=np.float64)[rows[chosen]],
-    )
-    return out
-
-
 def _both_ways(
     features: npt.NDArray[np.float32],
 ) -> npt.NDArray[np.float32]:
@@ -151,7 +128,15 @@ def _both_ways(
     return np.concatenate([features, without])
 
 
-def train(data: Path, out: Path, *, seed: int, max_rounds: int = MAX_ROUNDS) -> dict[str, Any]:
+def train(
+    data: Path,
+    out: Path,
+    *,
+    seed: int,
+    max_rounds: int = MAX_ROUNDS,
+    fit_stress: Stress = FIT_STRESS,
+    bootstrap: int = BOOTSTRAP_ROUNDS,
+) -> dict[str, Any]:
     """Train, calibrate, export and validate; return the metadata written."""
     started = time.perf_counter()
     _log(f"reading {data} ...")
@@ -172,9 +157,8 @@ def train(data: Path, out: Path, *, seed: int, max_rounds: int = MAX_ROUNDS) -> 
     hourly = hourly_features(train_df)
     is_holdout = holdout[~validation]
     rng = np.random.default_rng(seed)
-    fit_rows = np.flatnonzero(~is_holdout)
-    x_fit = _shorten_history(hourly.features[fit_rows], train_df, fit_rows, rng)
-    x_fit = _withhold_at_random(x_fit, rng)
+    varied = hourly_features(train_df, stress=fit_stress)
+    x_fit = _withhold_at_random(varied.features[~is_holdout], rng)
     y_fit = hourly.labels[~is_holdout]
     x_hold = _both_ways(hourly.features[is_holdout])
     y_hold = np.concatenate([hourly.labels[is_holdout]] * 2)
@@ -246,7 +230,9 @@ def train(data: Path, out: Path, *, seed: int, max_rounds: int = MAX_ROUNDS) -> 
         "lightgbm_params": params,
         "iculos_withheld_share": ICULOS_WITHHELD_SHARE,
         "age_gender_withheld_share": DEMOGRAPHICS_WITHHELD_SHARE,
-        "short_history_share": SHORT_HISTORY_SHARE,
+        "fitting_rows_varied": {
+            key: value for key, value in vars(fit_stress).items() if key != "name"
+        },
         "data": {
             "path": str(data),
             "sha256": data_sha,
@@ -267,6 +253,10 @@ def train(data: Path, out: Path, *, seed: int, max_rounds: int = MAX_ROUNDS) -> 
         },
         "holdout": {"utility_at_threshold": hold_utility},
         "onnx_max_abs_diff": max_diff,
+        "input_ranges": training_ranges(
+            {name: train_df.loc[~is_holdout, name] for name in CHECKED_VARIABLES}
+        ),
+        "input_range_quantiles": list(RANGE_QUANTILES),
         "top_features_by_gain": [name for name, _ in top],
     }
     _write_json(out / FEATURES_FILE, features_json)
@@ -275,9 +265,7 @@ def train(data: Path, out: Path, *, seed: int, max_rounds: int = MAX_ROUNDS) -> 
 
     _log("validation patients, through the written ONNX artefacts ...")
     model = SepsisModel.load(out, threads=THREADS)
-    figures = evaluate_frame(
-        df.loc[validation].reset_index(drop=True), model, bootstrap=BOOTSTRAP_ROUNDS
-    )
+    figures = evaluate_frame(df.loc[validation].reset_index(drop=True), model, bootstrap=bootstrap)
     figures.pop("seconds", None)
     metadata["validation"] = figures
     _write_json(out / METADATA_FILE, metadata)
