@@ -14,7 +14,6 @@ import subprocess
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -280,9 +279,7 @@ def test_dockerfile_installs_only_its_locked_package(service: str) -> None:
 
 
 @pytest.mark.parametrize("service", sorted(SERVICES))
-def test_dockerfile_runs_unprivileged_with_probe_and_command(
-    service: str, stack_launcher: ModuleType
-) -> None:
+def test_dockerfile_runs_unprivileged_with_probe_and_command(service: str) -> None:
     _, module, port, probe_path = SERVICES[service]
     runtime = _stages(ROOT / service / "Dockerfile")[1]
     users = [i.args for i in runtime if i.op == "USER"]

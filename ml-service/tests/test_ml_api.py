@@ -128,8 +128,12 @@ async def test_same_patient_in_both_forms_scores_the_same(client: httpx.AsyncCli
 @pytest.mark.parametrize(
     ("body", "field"),
     [
-        ({"HR": 900, "SBP": 95}, "HR"),
+        ({"HR": 900}, "HR"),
+        ({"HR": "fast", "SBP": 95}, "HR"),
         ({"vitals": {"HR": [], "SBP": 95}}, "vitals.HR"),
+        ({"HR": 90, "units": {"Temp": "kelvin"}, "Temp": 310}, "units.Temp"),
+        ({"vitals": {"HR": [{"val": 90, "ts": "yesterday"}]}}, "vitals.HR[0].ts"),
+        ({}, "vitals"),
         ({"HR": 80, "Sodium": 140}, "Sodium"),
         ({"vitals": {"SBP": [{"val": "high", "ts": "2026-02-07T18:30"}]}}, "vitals.SBP[0].val"),
         ([1, 2, 3], "body"),
@@ -206,13 +210,88 @@ async def test_model_runs_in_the_inference_pool_not_on_the_loop(
     assert threading.main_thread().name not in threads
 
 
+async def test_an_arterial_line_flush_point_is_left_out_and_said(
+    client: httpx.AsyncClient,
+) -> None:
+    series = [
+        {"val": 118, "ts": "2026-02-07T16:00Z"},
+        {"val": 343, "ts": "2026-02-07T17:00Z"},  # a flush: not a blood pressure
+        {"val": 112, "ts": "2026-02-07T18:00Z"},
+    ]
+    clean = [series[0], series[2]]
+    with_flush = {"vitals": {"SBP": series, "HR": 96, "Resp": 20}, "FiO2": 0.2}
+    without = {"vitals": {"SBP": clean, "HR": 96, "Resp": 20}, "FiO2": 0.21}
+    response = await client.post("/classify", json=with_flush)
+    assert response.status_code == 200, response.text
+    body = MLAssessment.model_validate(response.json())
+    issues = {(i.field, i.action): i for i in body.data_quality}
+    assert set(issues) == {("vitals.SBP[1].val", "left_out"), ("FiO2", "read_as")}
+    flush = issues["vitals.SBP[1].val", "left_out"]
+    assert (flush.value, flush.time, flush.hours_ago) == (343.0, "2026-02-07T17:00Z", 1.0)
+    assert issues["FiO2", "read_as"].used_value == 0.21
+    # the answer is the one the clean series gets
+    other = (await client.post("/classify", json=without)).json()
+    assert body.risk_score == other["risk_score"]
+    assert body.model_probability == other["model_probability"]
+
+
+async def test_findings_written_only_in_the_notes_are_scored_and_said(
+    client: httpx.AsyncClient,
+) -> None:
+    vitals = {"HR": 112, "Resp": 23, "SBP": 104, "O2Sat": 94, "Temp": 38.3}
+    plain = (await client.post("/classify", json={"vitals": vitals})).json()
+    noted = (
+        await client.post(
+            "/classify",
+            json={
+                "vitals": vitals,
+                "notes": "GCS 11, on 4 L nasal cannula, norepinephrine started",
+            },
+        )
+    ).json()
+    assert plain["clinical_scores"]["qsofa"]["components"]["altered_mentation"] is None
+    assert noted["clinical_scores"]["qsofa"]["components"]["altered_mentation"] == 1
+    assert noted["clinical_scores"]["news2"]["components"]["consciousness"] == 3
+    assert noted["clinical_scores"]["news2"]["components"]["air_or_oxygen"] == 2
+    assert noted["clinical_scores"]["sofa"]["components"]["cardiovascular"] == 2
+    assert noted["clinical_scores"]["news2"]["score"] > plain["clinical_scores"]["news2"]["score"]
+    assert {f["variable"]: f["source"] for f in noted["findings"]} == {
+        "GCS": "note",
+        "SupplementalO2": "note",
+        "Vasopressors": "note",
+    }
+    assert any(d.startswith("From the notes: GCS 11") for d in noted["drivers"])
+    assert Priority(noted["priority"]).rank >= Priority(plain["priority"]).rank
+
+
+async def test_confidence_says_what_the_answer_rests_on(client: httpx.AsyncClient) -> None:
+    full = {
+        "vitals": {"HR": [96, 92], "Resp": 20, "SBP": 118, "O2Sat": 97, "Temp": 37.2},
+        "labs": {"Lactate": 1.4, "WBC": 9.0, "Creatinine": 0.9},
+    }
+    sparse = {"HR": 96, "Temp": 37.2}
+    high = (await client.post("/classify", json=full)).json()["confidence"]
+    low = (await client.post("/classify", json=sparse)).json()["confidence"]
+    assert high["level"] == "high"
+    assert high["reasons"] == []
+    assert low["level"] == "low"
+    assert low["missing_vitals"] == ["respiratory rate", "blood pressure", "SpO2"]
+    # far outside what the model was trained on: low, with the input named
+    odd = {**full, "vitals": {**full["vitals"], "HR": [260, 250]}}
+    outside = (await client.post("/classify", json=odd)).json()["confidence"]
+    assert outside["level"] == "low"
+    assert any(
+        text.startswith("HR 260 above the training range") for text in outside["outside_training"]
+    )
+
+
 # ---- /classify-batch ------------------------------------------------------------------------
 
 
 async def test_batch_keeps_order_and_isolates_a_bad_patient(client: httpx.AsyncClient) -> None:
     single = (await client.post("/classify", json=STRUCTURED)).json()
     before = (await client.get("/performance")).json()["inference"]
-    patients = [FLAT_EXAMPLE, {"HR": 80, "SBP": 500}, STRUCTURED, {"Resp": 12}]
+    patients = [FLAT_EXAMPLE, {"HR": 80, "SBP": "high"}, STRUCTURED, {"Resp": 12}]
     response = await client.post(
         "/classify-batch", json={"patients": patients}, headers={"X-Request-ID": "batch-1"}
     )

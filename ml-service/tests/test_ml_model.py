@@ -15,21 +15,22 @@ import pytest
 
 from sepsis_ml.features import (
     FEATURE_NAMES,
-    INPUT_VARIABLES,
+    LABS,
+    VITALS,
     WINDOW_HOURS,
     PatientWindow,
     features_for_windows,
 )
 from sepsis_ml.model import (
     ARTIFACT_FILES,
-    LARGE_CALL_ROWS,
     Calibration,
     ModelLoadError,
     SepsisModel,
     packaged_artifacts_dir,
 )
 
-COL = {name: i for i, name in enumerate(INPUT_VARIABLES)}
+VCOL = {name: i for i, name in enumerate(VITALS)}
+LCOL = {name: i for i, name in enumerate(LABS)}
 
 
 @pytest.fixture(scope="module")
@@ -38,10 +39,15 @@ def model() -> SepsisModel:
 
 
 def _window(values: dict[str, list[float]], *, iculos: float = float("nan")) -> PatientWindow:
-    w = np.full((WINDOW_HOURS, len(INPUT_VARIABLES)), np.nan)
+    vitals = np.full((WINDOW_HOURS, len(VITALS)), np.nan)
+    labs = np.full(len(LABS), np.nan)
+    ages = np.full(len(LABS), np.nan)
     for name, series in values.items():  # oldest first, ending at the scored hour
-        w[WINDOW_HOURS - len(series) :, COL[name]] = series
-    return PatientWindow(values=w, age=65.0, gender=1.0, iculos=iculos)
+        if name in VCOL:
+            vitals[WINDOW_HOURS - len(series) :, VCOL[name]] = series
+        else:
+            labs[LCOL[name]], ages[LCOL[name]] = series[-1], 0.0
+    return PatientWindow(vitals, labs, ages, age=65.0, gender=1.0, iculos=iculos)
 
 
 STABLE: dict[str, list[float]] = {
@@ -116,12 +122,12 @@ def test_concurrent_predictions_agree_with_sequential(model: SepsisModel) -> Non
         np.testing.assert_array_equal(got, expected)
 
 
-def test_a_large_call_on_more_threads_gives_each_row_what_it_gets_alone() -> None:
-    # the service scores a batch on two threads and a single patient on one: every row's
-    # probability must be the same to the last bit either way
+def test_a_batch_call_gives_each_row_what_it_gets_alone() -> None:
+    # the service scores a batch in one call: every row's probability must be the one the
+    # same patient gets alone, to the last bit
     rng = np.random.default_rng(2)
     windows = []
-    for _ in range(3 * LARGE_CALL_ROWS):
+    for _ in range(200):
         values = {
             name: list(rng.normal(mean, sd, int(rng.integers(1, WINDOW_HOURS + 1))))
             for name, mean, sd in (
@@ -136,11 +142,9 @@ def test_a_large_call_on_more_threads_gives_each_row_what_it_gets_alone() -> Non
         values["Lactate"] = [float(rng.uniform(0.5, 6))]
         windows.append(_window(values, iculos=float(rng.integers(1, 100))))
     x = features_for_windows(windows)
-    split = SepsisModel.load(threads=1, large_threads=2)
-    assert split._large_session is not split._session
-    alone = np.concatenate([split.predict(x[i : i + 1]) for i in range(len(x))])
-    np.testing.assert_array_equal(split.predict(x), alone)
-    np.testing.assert_array_equal(SepsisModel.load(threads=1).predict(x), alone)
+    model = SepsisModel.load(threads=1)
+    alone = np.concatenate([model.predict(x[i : i + 1]) for i in range(len(x))])
+    np.testing.assert_array_equal(model.predict(x), alone)
 
 
 @pytest.fixture
@@ -173,13 +177,13 @@ def test_a_feature_list_mismatch_is_refused(artefact_copy: Path) -> None:
         SepsisModel.load(artefact_copy)
 
 
-def test_changed_clinical_thresholds_are_refused(artefact_copy: Path) -> None:
-    # same feature names, different meaning: the model was trained on other score values
+def test_a_changed_lab_age_limit_is_refused(artefact_copy: Path) -> None:
+    # same feature names, different meaning: the model was trained on labs of another reach
     path = artefact_copy / "features.json"
     data = json.loads(path.read_text())
-    data["score_thresholds"]["qSOFA"]["resp_min"] = 20
+    data["lab_max_age_hours"] = 48
     path.write_text(json.dumps(data))
-    with pytest.raises(ModelLoadError, match="score_thresholds"):
+    with pytest.raises(ModelLoadError, match="lab_max_age_hours"):
         SepsisModel.load(artefact_copy)
 
 

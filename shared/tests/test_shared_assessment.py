@@ -17,6 +17,7 @@ from sepsis_shared.assessment import (
     max_priority,
     missing_inputs,
 )
+from sepsis_shared.confidence import picture_of_patient
 from sepsis_shared.patient import FLAT_EXAMPLE, STRUCTURED_EXAMPLE, parse_patient
 from sepsis_shared.scores import clinical_scores
 from sepsis_shared.variables import VARIABLES
@@ -76,7 +77,7 @@ def test_missing_inputs_of_the_documented_examples() -> None:
 
 
 def core(**overrides: Any) -> AssessmentCore:
-    p = parse_patient({"HR": 118, "SBP": 88, "Resp": 24})
+    p = parse_patient({"HR": 118, "SBP": 88, "Resp": 24, "Temp": 101.3, "notes": "GCS 13"})
     fields: dict[str, Any] = {
         "risk_score": 82.5,
         "sepsis_probability_6h": 0.41,
@@ -86,6 +87,9 @@ def core(**overrides: Any) -> AssessmentCore:
         "drivers": ["SBP 88 mmHg (low)"],
         "model": ModelInfo(name="sepsis-lgbm", version="1.0.0"),
         "missing_inputs": missing_inputs(p),
+        "confidence": picture_of_patient(p),
+        "data_quality": list(p.data_quality),
+        "findings": list(p.findings),
         "processing_time_ms": 1.7,
     }
     fields.update(overrides)
@@ -96,10 +100,21 @@ def test_assessment_core_serialises_as_documented() -> None:
     body = core(request_id="abc").model_dump(mode="json")
     assert body["priority"] == "Critical"
     assert body["alert"]["colour"] == "red"
-    assert body["clinical_scores"]["qsofa"]["score"] == 2
+    assert body["clinical_scores"]["qsofa"]["score"] == 3  # mentation from the notes: GCS 13
     assert body["model"] == {"name": "sepsis-lgbm", "version": "1.0.0"}
     assert body["request_id"] == "abc"
     assert body["patient_id"] is None
+    assert body["confidence"]["level"] == "medium"  # no lab, a single hour
+    assert [i["action"] for i in body["data_quality"]] == ["read_as"]  # 101.3 read as °F
+    assert body["findings"] == [
+        {
+            "variable": "GCS",
+            "value": 13.0,
+            "text": "GCS 13",
+            "source": "note",
+            "evidence": "GCS 13",
+        }
+    ]
 
 
 @pytest.mark.parametrize(
@@ -130,5 +145,13 @@ def test_assessment_core_becomes_documented_openapi() -> None:
     assert "6 hours" in props["sepsis_probability_6h"]["description"]
     assert schemas["Priority"]["enum"] == ["Critical", "Urgent", "Elevated", "Standard"]
     assert "ScoreResult" in schemas
-    for name in ("drivers", "missing_inputs", "clinical_scores", "alert"):
+    for name in (
+        "drivers",
+        "missing_inputs",
+        "clinical_scores",
+        "alert",
+        "confidence",
+        "data_quality",
+        "findings",
+    ):
         assert props[name].get("description"), name

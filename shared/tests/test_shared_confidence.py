@@ -79,7 +79,10 @@ def test_a_request_is_graded_from_what_was_taken_in() -> None:
     p = parse_patient(
         {
             "vitals": {
-                "HR": [{"val": 118, "ts": "2026-02-07T18:30Z"}, {"val": 110, "ts": "2026-02-07T16:30Z"}],
+                "HR": [
+                    {"val": 118, "ts": "2026-02-07T18:30Z"},
+                    {"val": 110, "ts": "2026-02-07T16:30Z"},
+                ],
                 "RR": 24,
                 "SBP": 95,
                 "SpO2": 93,

@@ -325,9 +325,7 @@ def test_a_temperature_in_fahrenheit_without_unit_is_read_as_such() -> None:
 
 def test_an_arterial_line_flush_point_is_left_out_and_listed() -> None:
     base = "2026-02-07T1{}:00Z"
-    series = [
-        {"val": v, "ts": base.format(h)} for h, v in ((6, 118), (7, 343), (8, 112), (9, 104))
-    ]
+    series = [{"val": v, "ts": base.format(h)} for h, v in ((6, 118), (7, 343), (8, 112), (9, 104))]
     p = parse_patient(
         {
             "vitals": {

@@ -178,7 +178,8 @@ def test_batch_that_is_not_a_batch_is_422(gateway: httpx.Client, client_key: str
     ("body", "field"),
     [
         ({"HR": "fast", "SBP": 95}, "HR"),
-        ({"HR": 110, "Temp": 385}, "Temp"),
+        ({"Temp": 385}, "Temp"),  # the only value, and no temperature: nothing to assess
+        ({"HR": 110, "units": {"Temp": "kelvin"}, "Temp": 310}, "units.Temp"),
         ({"vitals": {"HR": [{"val": 118, "ts": "yesterday"}]}}, "vitals.HR[0].ts"),
         ({"vitals": {"SBP": []}}, "vitals.SBP"),
     ],
@@ -191,6 +192,33 @@ def test_bad_input_is_422_naming_the_field(
     error = response.json()["error"]
     assert error["code"] == "invalid_input"
     assert field in fields(error)
+
+
+@pytest.mark.parametrize("path", ["/classify", "/genai-classify"])
+def test_both_pathways_leave_out_an_artefact_and_say_so(
+    gateway: httpx.Client, client_key: str, path: str
+) -> None:
+    body = {
+        "patient_id": "ART-1",
+        "vitals": {"HR": [104, 300.5, 98], "SBP": [92, 343, 101], "Temp": 38.4, "Resp": 22},
+        "FiO2": 40,
+        "notes": "GCS 13, on 2 L nasal cannula",
+    }
+    response = gateway.post(path, json=body, headers=keyed(client_key))
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    issues = {(i["field"], i["action"]) for i in answer["data_quality"]}
+    assert issues == {
+        ("vitals.HR[1]", "left_out"),
+        ("vitals.SBP[1]", "left_out"),
+        ("FiO2", "read_as"),
+    }
+    assert {f["variable"]: f["source"] for f in answer["findings"]} == {
+        "GCS": "note",
+        "SupplementalO2": "note",
+    }
+    assert answer["clinical_scores"]["qsofa"]["components"]["altered_mentation"] == 1
+    assert answer["confidence"]["level"] in ("high", "medium", "low")
 
 
 def test_body_that_is_not_json_is_422(gateway: httpx.Client, client_key: str) -> None:

@@ -53,12 +53,11 @@ def create_app(settings: MLSettings | None = None) -> FastAPI:
             executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="inference")
             stack.push_async_callback(asyncio.to_thread, executor.shutdown, wait=True)
             loop = asyncio.get_running_loop()
-            # A call of a few rows runs on the pool thread that makes it (waking a second
-            # thread for one row costs more than it saves); a large batch's call splits its
-            # rows across the cores (a 1,000-row call: about 7 ms on one thread, 4-5 on two).
+            # Each model call runs on the pool thread that makes it: one row or a batch, its
+            # rows are then summed exactly as they would be alone.
             model = await loop.run_in_executor(
                 executor,
-                lambda: SepsisModel.load(settings.model_dir, threads=1, large_threads=threads),
+                lambda: SepsisModel.load(settings.model_dir, threads=1),
             )
             configs = await loop.run_in_executor(
                 executor, lambda: ConfigStore.open(settings.config_path)

@@ -108,11 +108,6 @@ def _read_json(directory: Path, name: str) -> Any:
         raise ModelLoadError(f"{name} in {directory} is not readable JSON: {exc}") from exc
 
 
-LARGE_CALL_ROWS: Final = 64
-"""From this many rows a call may use `large_threads` (below, waking a second thread costs more
-than it saves)."""
-
-
 def session_options(threads: int | None = None) -> ort.SessionOptions:
     """How the service runs the model: `threads` intra-op threads (default: the cores), no
     inter-op parallelism, and no spinning. An idle intra-op thread would otherwise spin for a
@@ -139,10 +134,8 @@ class SepsisModel:
         metadata: dict[str, Any],
         feature_names: tuple[str, ...],
         directory: Path,
-        large_session: ort.InferenceSession | None = None,
     ) -> None:
         self._session = session
-        self._large_session = session if large_session is None else large_session
         self._input_name: str = session.get_inputs()[0].name
         outputs = [o.name for o in session.get_outputs()]
         self._output_name: str = "probabilities" if "probabilities" in outputs else outputs[-1]
@@ -161,13 +154,13 @@ class SepsisModel:
         directory: Path | None = None,
         *,
         threads: int | None = None,
-        large_threads: int | None = None,
     ) -> SepsisModel:
         """Load an artefact directory (default: the packaged one); raise ModelLoadError.
 
-        `threads`: intra-op threads of a call (default: the cores). `large_threads`: those of
-        a call of `LARGE_CALL_ROWS` rows or more, when more than `threads` (a second session
-        of the same model: rows are split across threads, each row's trees summed as alone).
+        `threads`: intra-op threads of a call (default: the cores). The service runs each
+        call on the pool thread that makes it (`threads=1`): rows split across threads would
+        not all be summed in the same order as alone, and a batch's whole model call is a few
+        milliseconds of its budget.
         """
         directory = packaged_artifacts_dir() if directory is None else Path(directory)
         if not directory.is_dir():
@@ -228,9 +221,6 @@ class SepsisModel:
                 ) from exc
 
         session = open_session(threads)
-        large_session = None
-        if large_threads is not None and large_threads > (threads or os.cpu_count() or 1):
-            large_session = open_session(large_threads)
         shape = session.get_inputs()[0].shape
         if len(shape) != 2 or shape[1] != len(FEATURE_NAMES):
             raise ModelLoadError(
@@ -242,7 +232,6 @@ class SepsisModel:
             metadata=metadata,
             feature_names=FEATURE_NAMES,
             directory=directory,
-            large_session=large_session,
         )
 
     def _check(self, features: npt.ArrayLike) -> npt.NDArray[np.float32]:
@@ -258,8 +247,7 @@ class SepsisModel:
         x = self._check(features)
         if x.shape[0] == 0:
             return np.empty(0, dtype=np.float64)
-        session = self._large_session if x.shape[0] >= LARGE_CALL_ROWS else self._session
-        (probabilities,) = session.run([self._output_name], {self._input_name: x})
+        (probabilities,) = self._session.run([self._output_name], {self._input_name: x})
         return np.asarray(probabilities, dtype=np.float64)[:, 1]
 
     def predict(self, features: npt.ArrayLike) -> FloatArray:

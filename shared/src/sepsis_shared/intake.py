@@ -25,7 +25,6 @@ from typing import Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from sepsis_shared.errors import FieldError, InvalidInput
 from sepsis_shared.notes import read_bedside_values
 from sepsis_shared.patient_types import (
     BedsideFinding,
@@ -130,14 +129,8 @@ def take_in(
                 )
             )
             continue
+        # the newest value of all is the scored hour itself, so something always stays
         series[name] = observations
-    if not series:
-        raise InvalidInput.for_fields(
-            [
-                FieldError(field=issue.field, message=f"{issue.reason}; nothing else was sent")
-                for issue in issues[len(patient.data_quality) :]
-            ]
-        )
 
     from_notes: dict[str, str] = {}
     notes_field = f"{field_prefix}.notes" if field_prefix else "notes"
