@@ -13,7 +13,7 @@ FULL = {"HR": 0.0, "Resp": 0.0, "SBP": 0.0, "O2Sat": 0.0, "Temp": 1.0, "Lactate"
 
 
 def test_everything_recent_is_high() -> None:
-    c = picture(FULL, vital_hours=6)
+    c = picture(FULL, trend=True)
     assert c.level == "high"
     assert c.reasons == []
     assert c.families == {
@@ -22,50 +22,56 @@ def test_everything_recent_is_high() -> None:
         "labs": True,
         "oxygen": False,
         "mentation": False,
-        "history": True,
+        "trend": True,
     }
     assert c.lab_age_hours == {"Lactate": 3.0}
 
 
 @pytest.mark.parametrize(
-    ("drop", "age", "hours", "words"),
+    ("drop", "age", "trend", "words"),
     [
-        (("SBP",), None, 6, "no blood pressure"),
-        (("Lactate",), None, 6, "no key lab result"),
-        ((), 11.0, 6, "newest key lab result is 11 h old"),
-        ((), None, 1, "single hour"),
+        (("SBP",), None, True, "no blood pressure"),
+        (("Lactate",), None, True, "no key lab result"),
+        ((), None, False, "no trend could be seen"),
     ],
 )
 def test_one_gap_is_medium_and_said(
-    drop: tuple[str, ...], age: float | None, hours: int, words: str
+    drop: tuple[str, ...], age: float | None, trend: bool, words: str
 ) -> None:
     ages = {k: v for k, v in FULL.items() if k not in drop}
     if age is not None:
         ages["Lactate"] = age
-    c = picture(ages, vital_hours=hours)
+    c = picture(ages, trend=trend)
     assert c.level == "medium"
     assert len(c.reasons) == 1
     assert words in c.reasons[0]
     assert c.summary.startswith("Medium confidence: ")
 
 
+def test_old_labs_are_reported_but_do_not_lower_the_grade() -> None:
+    # measured on validation: hours with only old labs were ranked better, not worse
+    c = picture(FULL | {"Lactate": 20.0}, trend=True)
+    assert c.level == "high"
+    assert c.lab_age_hours == {"Lactate": 20.0}
+
+
 def test_map_stands_for_blood_pressure() -> None:
     ages = {k: v for k, v in FULL.items() if k != "SBP"} | {"MAP": 0.0}
-    assert picture(ages, vital_hours=3).level == "high"
+    assert picture(ages, trend=True).level == "high"
 
 
 def test_few_vitals_or_neither_bp_nor_labs_is_low() -> None:
-    c = picture({"HR": 0.0, "Temp": 0.0, "Lactate": 1.0}, vital_hours=4)
+    c = picture({"HR": 0.0, "Temp": 0.0, "Lactate": 1.0}, trend=True)
     assert c.level == "low"
     assert "only 2 of the 5" in c.reasons[0]
     assert c.missing_vitals == ["respiratory rate", "blood pressure", "SpO2"]
-    c = picture({"HR": 0.0, "Resp": 0.0, "O2Sat": 0.0, "Temp": 0.0}, vital_hours=4)
+    c = picture({"HR": 0.0, "Resp": 0.0, "O2Sat": 0.0, "Temp": 0.0}, trend=True)
     assert c.level == "low"
     assert c.reasons == ["neither blood pressure nor a key lab result was sent"]
 
 
 def test_lower_to_only_lowers_and_keeps_every_reason() -> None:
-    medium = picture({k: v for k, v in FULL.items() if k != "SBP"}, vital_hours=4)
+    medium = picture({k: v for k, v in FULL.items() if k != "SBP"}, trend=True)
     low = lower_to(medium, "low", ["HR 240 above the training range"])
     assert low.level == "low"
     assert low.reasons == [*medium.reasons, "HR 240 above the training range"]
@@ -94,5 +100,5 @@ def test_a_request_is_graded_from_what_was_taken_in() -> None:
     )
     c = picture_of_patient(p)
     assert c.lab_age_hours == {"Lactate": 12.0}
-    assert c.level == "medium"
-    assert c.families["history"]
+    assert c.level == "high"
+    assert c.families["trend"]
