@@ -41,7 +41,7 @@ class MLSettings(InternalServiceSettings):
         ge=1,
         le=256,
         validation_alias=AliasChoices("ML_INFERENCE_THREADS"),
-        description="Inference thread-pool size (each model call runs on one thread); default: cores.",
+        description="Inference thread-pool size (a model call runs on one thread); default: cores.",
     )
 
     def threads(self) -> int:
