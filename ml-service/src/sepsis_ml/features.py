@@ -150,23 +150,27 @@ def window_from_patient(p: NormalizedPatient) -> PatientWindow:
     observation at most LAB_MAX_AGE_HOURS old, with its hours_ago as its age.
     """
     vitals = [[math.nan] * _N_VITALS for _ in range(WINDOW_HOURS)]
-    for name, col in _VITAL_COL.items():
-        taken = [math.inf] * WINDOW_HOURS
-        for value, ago in p.series.get(name, ()):
-            bucket = math.floor(ago)
-            if 0 <= bucket < WINDOW_HOURS:
-                row = WINDOW_HOURS - 1 - bucket
-                if ago < taken[row]:
-                    taken[row] = ago
-                    vitals[row][col] = value
     labs = [math.nan] * _N_LABS
     ages = [math.nan] * _N_LABS
-    for name, col in _LAB_COL.items():
-        # oldest first: the first from the end that is young enough is the newest
-        for value, ago in reversed(p.series.get(name, ())):
-            if 0.0 <= ago <= LAB_MAX_AGE_HOURS:
-                labs[col], ages[col] = value, ago
-                break
+    for name, observations in p.series.items():
+        col = _VITAL_COL.get(name)
+        if col is not None:
+            taken = [math.inf] * WINDOW_HOURS
+            for value, ago in observations:
+                bucket = math.floor(ago)
+                if 0 <= bucket < WINDOW_HOURS:
+                    row = WINDOW_HOURS - 1 - bucket
+                    if ago < taken[row]:
+                        taken[row] = ago
+                        vitals[row][col] = value
+            continue
+        col = _LAB_COL.get(name)
+        if col is not None:
+            # oldest first: the first from the end that is young enough is the newest
+            for value, ago in reversed(observations):
+                if 0.0 <= ago <= LAB_MAX_AGE_HOURS:
+                    labs[col], ages[col] = value, ago
+                    break
     return PatientWindow(
         vitals=np.array(vitals, dtype=np.float64),
         labs=np.array(labs, dtype=np.float64),

@@ -29,12 +29,12 @@ model card).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from sepsis_shared.patient_types import NormalizedPatient
+from sepsis_shared.patient_types import NormalizedPatient, Observation
 
 __all__ = [
     "CORE_VITALS",
@@ -174,13 +174,21 @@ _VITAL_NAMES: Final = ("HR", "O2Sat", "Temp", "SBP", "MAP", "DBP", "Resp")
 
 def picture_of_patient(p: NormalizedPatient) -> Confidence:
     """`picture` of a taken-in patient (`sepsis_shared.intake.take_in`)."""
-    trend = False
-    for name in _VITAL_NAMES:
-        hours = {int(o.hours_ago) for o in p.series.get(name, ()) if o.hours_ago < TREND_HOURS}
-        if len(hours) >= 2:
-            trend = True
-            break
     return picture(
         {name: observations[-1].hours_ago for name, observations in p.series.items()},
-        trend=trend,
+        trend=any(_has_trend(p.series.get(name, ())) for name in _VITAL_NAMES),
     )
+
+
+def _has_trend(observations: Sequence[Observation]) -> bool:
+    """Measured in two different hours of the last TREND_HOURS (newest first: most lists
+    show it at their second value)."""
+    if len(observations) < 2:
+        return False
+    newest = int(observations[-1].hours_ago)
+    for o in reversed(observations):
+        if o.hours_ago >= TREND_HOURS:
+            return False
+        if int(o.hours_ago) != newest:
+            return True
+    return False

@@ -99,6 +99,10 @@ def finding_text(variable: str, value: float) -> str:
     return f"{variable} {value:g}"
 
 
+def _field(prefix: str, path: str) -> str:
+    return f"{prefix}.{path}" if prefix else path
+
+
 def _hours(x: float) -> str:
     return f"{x:.1f}".rstrip("0").rstrip(".")
 
@@ -108,14 +112,20 @@ def take_in(
 ) -> NormalizedPatient:
     """The patient as the assessment takes it (see the module docstring)."""
     issues = list(patient.data_quality)
-    series: dict[str, tuple[Observation, ...]] = {}
-    for name, observations in patient.series.items():
-        limit = limits.max_age(name)
-        newest = observations[-1].hours_ago
-        if newest > limit:
+    series = dict(patient.series)
+    # Without a time series every variable's newest value is the scored hour itself (a number,
+    # or the first of a list): nothing can be too old.
+    if patient.reference_time is not None:
+        for name, observations in patient.series.items():
+            limit = limits.max_age(name)
+            newest = observations[-1].hours_ago
+            if newest <= limit:
+                continue
+            # the newest value of all is the scored hour itself, so something always stays
+            del series[name]
             issues.append(
                 DataQualityIssue.model_construct(
-                    field=patient.sent_as.get(name, name),
+                    field=_field(field_prefix, patient.sent_as.get(name, name)),
                     variable=name,
                     time=None,
                     hours_ago=round(newest, 3),
@@ -128,12 +138,9 @@ def take_in(
                     "counts: not used",
                 )
             )
-            continue
-        # the newest value of all is the scored hour itself, so something always stays
-        series[name] = observations
 
     from_notes: dict[str, str] = {}
-    notes_field = f"{field_prefix}.notes" if field_prefix else "notes"
+    notes_field = _field(field_prefix, "notes")
     for found in read_bedside_values(patient.notes):
         sent = series.get(found.variable)
         if sent is None:
@@ -151,7 +158,8 @@ def take_in(
                     used_value=None,
                     reason=f"the notes say {finding_text(found.variable, found.value)} "
                     f"(\u201c{found.evidence}\u201d) but "
-                    f"{patient.sent_as.get(found.variable, found.variable)} says "
+                    f"{_field(field_prefix, patient.sent_as.get(found.variable, found.variable))} "
+                    "says "
                     f"{finding_text(found.variable, sent[-1].value)}: the field was used",
                 )
             )

@@ -37,6 +37,7 @@ description in `sepsis_shared.patient_openapi`, both re-exported here.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -119,6 +120,12 @@ _WORD_HINTS: Final = {
 }
 
 _Converter = Callable[[float], float]
+_HOURS: Final = tuple(float(h) for h in range(MAX_POINTS_PER_VARIABLE))
+# Observation(value, hours_ago) made by tuple.__new__ directly, as its generated __new__ does,
+# at a third of the cost (a list of hourly values is most of what a request carries)
+_observation: Final[Callable[[tuple[float, float]], Observation]] = functools.partial(
+    tuple.__new__, Observation
+)
 
 
 def _describe(value: object) -> str:
@@ -500,6 +507,17 @@ def _sent(value: object, parsed: float) -> float:
     return float(value) if type(value) is int or type(value) is float else parsed
 
 
+_NO_HISTORY: Final = PatientHistory.model_construct(conditions=[], medications=[])
+"""The history of a patient sent without one (frozen, so one instance serves all)."""
+
+
+@functools.lru_cache(maxsize=4096)
+def _meta(key: str) -> str | None:
+    """What a request key holds when it is not a variable (`META_KEYS`, any case); the same
+    few keys come in every request."""
+    return META_KEYS.get(key) or META_KEYS.get(key.lower())
+
+
 def _hours(delta_seconds: float) -> float:
     return delta_seconds / 3600.0
 
@@ -543,8 +561,7 @@ def _parse(raw: object, *, field_prefix: str, now: datetime) -> NormalizedPatien
     units_raw: object = None
     units_key = "units"
     for key, value in raw.items():
-        meta = META_KEYS.get(key) or META_KEYS.get(key.lower())
-        if meta == "units":
+        if _meta(key) == "units":
             units_raw, units_key = value, key
             break
     p.parse_units(units_raw, units_key)
@@ -564,7 +581,7 @@ def _parse(raw: object, *, field_prefix: str, now: datetime) -> NormalizedPatien
             items.append((name, path, value))
 
     for key, value in raw.items():
-        meta = META_KEYS.get(key) or META_KEYS.get(key.lower())
+        meta = _meta(key)
         if meta is None:
             add(key, value, key)
         elif meta == "vitals" or meta == "labs":
@@ -629,13 +646,10 @@ def _parse(raw: object, *, field_prefix: str, now: datetime) -> NormalizedPatien
 
     series: dict[str, tuple[Observation, ...]] = {}
     for name, values in plain.items():
-        n = len(values) - 1
-        # newest first on the wire; stored oldest first, values left out skipped
-        series[name] = tuple(
-            Observation(x, float(n - i))
-            for i in range(n + 1)
-            if (x := values[n - i]) == x  # NaN: left out
-        )
+        # newest first on the wire, value i from i hours before the scored hour; stored
+        # oldest first, values left out (NaN, unequal to itself) skipped
+        points = zip(reversed(values), _HOURS[len(values) - 1 :: -1], strict=True)
+        series[name] = tuple(map(_observation, (o for o in points if o[0] == o[0])))
     reference: datetime | None = None
     if timed:
         reference = max(ts for points in timed.values() for ts, _, _ in points)
@@ -669,11 +683,9 @@ def _parse(raw: object, *, field_prefix: str, now: datetime) -> NormalizedPatien
         iculos=demo.get("ICULOS"),
         hosp_adm_time=demo.get("HospAdmTime"),
         notes=notes,
-        history=history
-        if history is not None
-        else PatientHistory.model_construct(conditions=[], medications=[]),
+        history=history if history is not None else _NO_HISTORY,
         reference_time=reference,
-        sent_as={name: _join(field_prefix, path) for name, path in seen.items()},
+        sent_as=seen,
         data_quality=tuple(
             DataQualityIssue.model_construct(
                 field=_join(field_prefix, issue.path),

@@ -144,7 +144,7 @@ class NormalizedPatient:
     findings: tuple[BedsideFinding, ...] = ()
     """The bedside findings in `series` (fields and what the notes said), once each."""
     sent_as: Mapping[str, str] = field(default_factory=dict)
-    """Canonical name -> the field path it was sent under (batch prefix included)."""
+    """Canonical name -> the field path it was sent under (without a batch's prefix)."""
 
     def observations(self, name: str) -> tuple[Observation, ...]:
         """The observations of a canonical variable, oldest first (empty when not sent)."""
