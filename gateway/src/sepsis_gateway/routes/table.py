@@ -41,7 +41,7 @@ PUBLIC_ROUTES: tuple[PublicRoute, ...] = (
         "POST",
         Access.KEY,
         ML,
-        "Assess many patients (hybrid ML, vectorised)",
+        "Assess many patients (hybrid ML, one model call)",
         batch=True,
     ),
     PublicRoute(

@@ -41,7 +41,7 @@ def classify_router(*, max_batch: int) -> APIRouter:
         response_model=BatchResponse,
         responses=ERROR_RESPONSES,
         openapi_extra=patient_batch_request_openapi(max_batch),
-        summary="Assess many patients in one vectorised model call",
+        summary="Assess many patients with one model call",
     )
     async def classify_batch(request: Request, state: StateDep) -> Response:
         """Up to the configured maximum of patients; a bad patient yields an error entry."""
