@@ -648,8 +648,8 @@ def _parse(raw: object, *, field_prefix: str, now: datetime) -> NormalizedPatien
     for name, values in plain.items():
         # newest first on the wire, value i from i hours before the scored hour; stored
         # oldest first, values left out (NaN, unequal to itself) skipped
-        points = zip(reversed(values), _HOURS[len(values) - 1 :: -1], strict=True)
-        series[name] = tuple(map(_observation, (o for o in points if o[0] == o[0])))
+        hourly = zip(reversed(values), _HOURS[len(values) - 1 :: -1], strict=True)
+        series[name] = tuple(map(_observation, (o for o in hourly if o[0] == o[0])))
     reference: datetime | None = None
     if timed:
         reference = max(ts for points in timed.values() for ts, _, _ in points)

@@ -33,14 +33,15 @@ def grade_rows(features: npt.NDArray[np.float32], ranges: InputRanges) -> list[C
     """The confidence level the service would give each feature row."""
     x = np.asarray(features, dtype=np.float64)
     outside = ranges.outside(features)
-    trend = ~np.isnan(x[:, _STD]).all(axis=1)
+    measured_twice = ~np.isnan(x[:, _STD])
+    trend = [bool(row.any()) for row in measured_twice]
     levels: list[ConfidenceLevel] = []
     for i, row in enumerate(x.tolist()):
         ages = {v: 0.0 for v, j in _LAST.items() if not math.isnan(row[j])}
         for lab, (j, k) in _LAB.items():
             if not math.isnan(row[j]):
                 ages[lab] = row[k]
-        confidence = picture(ages, trend=bool(trend[i]))
+        confidence = picture(ages, trend=trend[i])
         if outside[i]:
             confidence = lower_to(confidence, "low", outside[i])
         levels.append(confidence.level)
