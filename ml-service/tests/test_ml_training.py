@@ -114,8 +114,41 @@ def test_evaluate_prints_json_last_and_writes_a_report(
     figures = json.loads(last)
     assert set(figures) >= REQUIRED_KEYS
     assert figures["rows"] == len(pd.read_parquet(cohort_file))
-    for name in ("roc.png", "precision_recall.png", "calibration.png", "report.md"):
+    for name in (
+        "roc.png",
+        "precision_recall.png",
+        "calibration.png",
+        "threshold_tradeoff.png",
+        "report.md",
+    ):
         assert (out / name).stat().st_size > 0
+    assert 0 <= figures["ece_no_los"] < 0.2
+    assert figures["at_threshold_no_los"]["threshold"] == figures["alert_threshold"]
+    report = (out / "report.md").read_text()
+    assert "(model)" in report
+    assert "## Confidence grades" in report
+
+
+def test_a_hospitals_psv_folder_missing_a_lab_gets_a_threshold_for_its_target(
+    trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    for pid, stay in synthetic_cohort(n_patients=60, seed=9).groupby("patient_id"):
+        stay.drop(columns=["patient_id", "Fibrinogen"]).to_csv(
+            site / f"{pid}.psv", sep="|", index=False
+        )
+    code = evaluate.main(
+        [str(site), "--model-dir", str(trained), "--target-sensitivity", "0.8", "--quiet"]
+    )
+    assert code == 0
+    captured = capsys.readouterr()
+    assert "Fibrinogen" in captured.err  # named as never measured, not refused
+    figures = json.loads(captured.out.strip().splitlines()[-1])
+    target = figures["target_sensitivity"]
+    assert target["figures"]["patient_sensitivity"] >= 0.8
+    assert f"alert_threshold: {target['threshold']:.6g}" in target["config_change"]
+    assert "alert_threshold:" in captured.err
 
 
 def test_evaluate_on_the_validation_split_reproduces_the_training_figures(

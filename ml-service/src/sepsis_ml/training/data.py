@@ -17,6 +17,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+from tqdm import tqdm
 
 from sepsis_ml.features import INPUT_VARIABLES, WINDOW_HOURS, Withheld, features_for_stays
 
@@ -38,17 +39,23 @@ def _read_psv_folder(folder: Path, *, progress: bool) -> pd.DataFrame:
     if not files:
         raise FileNotFoundError(f"no .psv files in {folder}")
     frames = []
-    for i, path in enumerate(files, start=1):
+    for path in tqdm(files, desc="reading", unit="file", disable=not progress, file=sys.stderr):
         frame = pd.read_csv(path, sep="|")
         frame.insert(0, "patient_id", path.stem)
         frames.append(frame)
-        if progress and i % 2000 == 0:
-            print(f"  read {i:,}/{len(files):,} files", file=sys.stderr)  # noqa: T201
     return pd.concat(frames, ignore_index=True)
 
 
-def load_dataset(path: Path, *, progress: bool = True) -> pd.DataFrame:
-    """Read a parquet file or a folder of .psv files; check the columns the model needs."""
+def load_dataset(
+    path: Path,
+    *,
+    progress: bool = False,
+    missing_variables: Callable[[list[str]], None] | None = None,
+) -> pd.DataFrame:
+    """Read a parquet file, one .psv file or a folder of them; check the columns the model
+    needs. With `missing_variables`, variable columns the data lacks (another hospital's
+    export may not carry every lab) are added as never measured and named to it; the stay,
+    label and demographic columns stay required."""
     path = Path(path)
     if path.is_dir():
         df = _read_psv_folder(path, progress=progress)
@@ -57,6 +64,10 @@ def load_dataset(path: Path, *, progress: bool = True) -> pd.DataFrame:
         df.insert(0, "patient_id", path.stem)
     else:
         df = pd.read_parquet(path)
+    absent = [c for c in INPUT_VARIABLES if c not in df.columns]
+    if absent and missing_variables is not None:
+        missing_variables(absent)
+        df = df.assign(**dict.fromkeys(absent, np.nan))
     missing = [c for c in ("patient_id", *REQUIRED_COLUMNS) if c not in df.columns]
     if missing:
         raise ValueError(f"{path} lacks columns: {', '.join(missing)}")

@@ -13,6 +13,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -20,14 +21,26 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
+from tqdm import tqdm
 
+from sepsis_ml.mlconfig import load_config
 from sepsis_ml.model import SepsisModel
+from sepsis_ml.training.confidence_check import accuracy_by_grade, grade_rows
 from sepsis_ml.training.data import (
     STRESSES,
+    Stress,
     hourly_features,
     in_validation,
     load_dataset,
     row_mask,
+)
+from sepsis_ml.training.thresholds import (
+    Stays,
+    config_change,
+    expected_calibration_error,
+    summary,
+    threshold_grid,
+    threshold_table,
 )
 from sepsis_ml.utility import RowUtilities, best_threshold, row_utilities
 
@@ -129,20 +142,43 @@ def bootstrap_intervals(
     return {"hourly_auroc_ci95": interval(aurocs), "utility_ci95": interval(utils)}
 
 
-# (suffix, ICULOS withheld, hours of history kept): the first two are the headline figures;
-# the last two mimic requests that carry 6 hours of history or a single snapshot.
+@dataclass(frozen=True)
+class Scenario:
+    """One way of scoring the hours: with or without ICU length of stay, and what real
+    requests lack (`Stress`), for the figures' key suffix."""
+
+    suffix: str
+    title: str
+    iculos: bool
+    stress: Stress | None = None
+
+
 SCENARIOS: Final = (
-    ("", False, None),
-    ("_no_los", True, None),
-    ("_6h_no_los", True, 6),
-    ("_snapshot_no_los", True, 1),
+    Scenario("", "with ICULOS", True),
+    Scenario("_no_los", "ICULOS withheld", False),
+    Scenario(
+        "_6h_no_los", "6 h of vitals, no ICULOS", False, Stress("6h", history=1.0, history_hours=6)
+    ),
+    *(Scenario(f"_{s.name}", f"{s.name.replace('_', ' ')}, no ICULOS", False, s) for s in STRESSES),
 )
+"""The first two are the headline figures; the stresses mimic requests as hospitals send them."""
+HEADLINE: Final = "_no_los"
+"""The scenario whose probabilities site figures and threshold choice are worked out on: most
+callers never send the ICU length of stay."""
+CONFIDENCE_SCENARIOS: Final = ("_no_los", "_all_stresses")
 
 
 def evaluate_frame(
-    df: pd.DataFrame, model: SepsisModel, *, out: Path | None = None, bootstrap: int = 0
+    df: pd.DataFrame,
+    model: SepsisModel,
+    *,
+    out: Path | None = None,
+    bootstrap: int = 0,
+    target_sensitivity: float | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
-    """Score every hour of `df` with `model` under each scenario; optionally write a report."""
+    """Score every hour of `df` with `model` under each scenario, with the site figures
+    (`sepsis_ml.training.thresholds`) and the confidence check; optionally write a report."""
     start = time.perf_counter()
     labels = df["SepsisLabel"].to_numpy(dtype=np.int8)
     stay_ids = df["patient_id"].to_numpy(dtype=str)
@@ -157,41 +193,68 @@ def evaluate_frame(
         "alert_threshold": threshold,
     }
     probabilities: dict[str, npt.NDArray[np.float64]] = {}
-    for suffix, no_los, history in SCENARIOS:
-        hourly = hourly_features(df, withhold_iculos=no_los, history_hours=history)
+    for scenario in tqdm(SCENARIOS, desc="scenarios", disable=not progress, file=sys.stderr):
+        hourly = hourly_features(df, withhold_iculos=not scenario.iculos, stress=scenario.stress)
         p = predict_in_chunks(model, hourly.features)
-        probabilities[suffix] = p
+        probabilities[scenario.suffix] = p
         figures: dict[str, Any] = score_figures(labels, p, utilities, threshold)
         sens, false_stays = septic_patients_alarmed(labels, stay_ids, p >= threshold)
         figures |= {"septic_patients_alarmed": sens, "non_septic_patients_alarmed": false_stays}
-        if bootstrap and suffix in ("", "_no_los"):
+        if bootstrap and scenario.suffix in ("", HEADLINE):
             figures |= bootstrap_intervals(
                 labels, stay_ids, p, utilities, threshold, rounds=bootstrap
             )
-        result |= {f"{key}{suffix}": value for key, value in figures.items()}
+        if scenario.suffix in CONFIDENCE_SCENARIOS:
+            levels = grade_rows(hourly.features, model.input_ranges)
+            figures["by_confidence"] = accuracy_by_grade(labels, p, levels)
+        result |= {f"{key}{scenario.suffix}": value for key, value in figures.items()}
         _log(
-            f"  {suffix.lstrip('_') or 'with_los'}: AUROC {figures['hourly_auroc']:.4f}, "
+            f"  {scenario.title}: AUROC {figures['hourly_auroc']:.4f}, "
             f"utility {figures['utility']:.4f} ({time.perf_counter() - start:.1f} s)"
         )
-    for stress in STRESSES:
-        p = predict_in_chunks(
-            model, hourly_features(df, withhold_iculos=True, stress=stress).features
-        )
-        figures = score_figures(labels, p, utilities, threshold)
-        sens, false_stays = septic_patients_alarmed(labels, stay_ids, p >= threshold)
-        figures |= {"septic_patients_alarmed": sens, "non_septic_patients_alarmed": false_stays}
-        result |= {f"{key}_{stress.name}": value for key, value in figures.items()}
-        _log(
-            f"  {stress.name} (no ICULOS): AUROC {figures['hourly_auroc']:.4f}, "
-            f"utility {figures['utility']:.4f} ({time.perf_counter() - start:.1f} s)"
-        )
+    result |= site_figures(
+        labels, stay_ids, probabilities, threshold, target_sensitivity=target_sensitivity
+    )
     if out is not None:
         from sepsis_ml.training.report import write_report  # matplotlib only when asked
 
-        write_report(out, result, labels, probabilities[""], probabilities["_no_los"])
+        write_report(out, result, labels, probabilities, {s.suffix: s.title for s in SCENARIOS})
         _log(f"report written to {out}")
     result["seconds"] = round(time.perf_counter() - start, 1)
     return result
+
+
+def site_figures(
+    labels: npt.NDArray[np.int8],
+    stay_ids: npt.NDArray[np.str_],
+    probabilities: dict[str, npt.NDArray[np.float64]],
+    threshold: float,
+    *,
+    target_sensitivity: float | None,
+) -> dict[str, Any]:
+    """Calibration error, the figures at the model's threshold (with and without ICULOS),
+    the threshold table and, when asked, the threshold reaching a target sensitivity."""
+    out: dict[str, Any] = {}
+    for suffix in ("", HEADLINE):
+        p = probabilities[suffix]
+        stays = Stays(labels, p, stay_ids)
+        out[f"ece{suffix}"] = expected_calibration_error(labels, p)
+        out[f"at_threshold{suffix}"] = stays.row(threshold).as_dict()
+    headline = Stays(labels, probabilities[HEADLINE], stay_ids)
+    out["threshold_table"] = threshold_table(
+        headline, threshold_grid(probabilities[HEADLINE], threshold)
+    )
+    if target_sensitivity is not None:
+        found = headline.threshold_for_sensitivity(target_sensitivity)
+        out["target_sensitivity"] = {
+            "target": target_sensitivity,
+            "threshold": found,
+            "figures": None if found is None else headline.row(found).as_dict(),
+            "config_change": None
+            if found is None
+            else config_change(found, load_config().config.version),
+        }
+    return out
 
 
 def select_patients(df: pd.DataFrame, model: SepsisModel, patients_from: str) -> pd.DataFrame:
@@ -224,6 +287,15 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         metavar="N",
         help="add 95 %% intervals of AUROC and utility from N patient resamples",
     )
+    parser.add_argument(
+        "--target-sensitivity",
+        type=float,
+        default=None,
+        metavar="S",
+        help="print the highest threshold that alerts on this share of septic patients "
+        "(e.g. 0.85), its alert burden, and the ML config change that applies it",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser.parse_args(argv)
 
 
@@ -231,13 +303,39 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     model = SepsisModel.load(args.model_dir, threads=args.threads)
     _log(f"model {model.name} {model.version}, alert threshold {model.alert_threshold:.4f}")
+    progress = not args.quiet and sys.stderr.isatty()
     _log(f"reading {args.data} ...")
-    df = select_patients(load_dataset(args.data), model, args.patients_from)
+    data = load_dataset(args.data, progress=progress, missing_variables=_log_missing)
+    df = select_patients(data, model, args.patients_from)
     _log(f"  {len(df):,} rows, {df['patient_id'].nunique():,} patients ({args.patients_from})")
-    _log("scoring every hour (with ICULOS, without, 6 h of history, single snapshot) ...")
-    result = evaluate_frame(df, model, out=args.out, bootstrap=args.bootstrap)
+    _log("scoring every hour (with ICULOS, without, and as requests lack inputs) ...")
+    result = evaluate_frame(
+        df,
+        model,
+        out=args.out,
+        bootstrap=args.bootstrap,
+        target_sensitivity=args.target_sensitivity,
+        progress=progress,
+    )
+    _log("at the model's threshold, ICULOS withheld: " + summary(result["at_threshold_no_los"]))
+    target = result.get("target_sensitivity")
+    if target is not None:
+        if target["threshold"] is None:
+            _log(f"no threshold alerts on {100 * target['target']:.1f} % of septic patients")
+        else:
+            _log(
+                f"to alert on {100 * target['target']:.1f} % of septic patients: "
+                + summary(target["figures"])
+            )
+            _log(
+                "apply it in ml-config.yaml (then POST /reload-config):\n" + target["config_change"]
+            )
     print(json.dumps(result))  # noqa: T201
     return 0
+
+
+def _log_missing(names: list[str]) -> None:
+    _log(f"  not in the data, scored as never measured: {', '.join(names)}")
 
 
 if __name__ == "__main__":

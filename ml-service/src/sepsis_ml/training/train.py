@@ -140,7 +140,7 @@ def train(
     """Train, calibrate, export and validate; return the metadata written."""
     started = time.perf_counter()
     _log(f"reading {data} ...")
-    df = load_dataset(data)
+    df = load_dataset(data, progress=sys.stderr.isatty())
     data_sha = hashlib.sha256(data.read_bytes()).hexdigest() if data.is_file() else None
     _log(f"  {len(df):,} rows, {df['patient_id'].nunique():,} patients")
 
