@@ -123,6 +123,7 @@ def test_evaluate_prints_json_last_and_writes_a_report(
     ):
         assert (out / name).stat().st_size > 0
     assert 0 <= figures["ece_no_los"] < 0.2
+    assert set(figures["bedside_score_hourly_auroc"]) == {"qsofa", "sirs", "news2", "sofa"}
     assert figures["at_threshold_no_los"]["threshold"] == figures["alert_threshold"]
     report = (out / "report.md").read_text()
     assert "(model)" in report

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from sepsis_ml.mlconfig import load_config
 from sepsis_ml.model import SepsisModel
+from sepsis_ml.training.bedside import bedside_aurocs
 from sepsis_ml.training.confidence_check import accuracy_by_grade, grade_rows
 from sepsis_ml.training.data import (
     STRESSES,
@@ -204,6 +205,8 @@ def evaluate_frame(
             figures |= bootstrap_intervals(
                 labels, stay_ids, p, utilities, threshold, rounds=bootstrap
             )
+        if scenario.suffix == HEADLINE and 0 < int(labels.sum()) < labels.shape[0]:
+            result["bedside_score_hourly_auroc"] = bedside_aurocs(labels, hourly.features)
         if scenario.suffix in CONFIDENCE_SCENARIOS:
             levels = grade_rows(hourly.features, model.input_ranges)
             figures["by_confidence"] = accuracy_by_grade(labels, p, levels)

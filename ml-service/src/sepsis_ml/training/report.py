@@ -193,6 +193,14 @@ def write_report(
         else:
             lines[-1] += f"threshold {target['threshold']:.6g}; in ml-config.yaml:"
             lines += ["", "```yaml", target["config_change"], "```"]
+    bedside = figures.get("bedside_score_hourly_auroc")
+    if bedside:
+        lines += [
+            "",
+            "The bedside scores alone on the same hours (ICULOS withheld), hourly AUROC: "
+            + ", ".join(f"{name} {auroc:.3f}" for name, auroc in bedside.items())
+            + ".",
+        ]
     lines += ["", "## Confidence grades", ""]
     for suffix in ("_no_los", "_all_stresses"):
         grades = figures.get(f"by_confidence{suffix}")
