@@ -40,3 +40,16 @@ def test_accuracy_by_grade() -> None:
     assert out["low"]["hourly_auroc"] == 0.0
     assert out["medium"]["hourly_auroc"] is None  # one class only
     assert out["medium"]["hours_share"] == 2 / 6
+
+
+def test_old_age_is_inside_the_training_range_and_childhood_is_not() -> None:
+    model = SepsisModel.load(threads=1)
+    rows = [
+        parse_patient({"HR": 90, "Age": age, "Resp": 18, "SBP": 120, "O2Sat": 97, "Temp": 37})
+        for age in (95, 40, 9)
+    ]
+    outside = model.input_ranges.outside(
+        features_for_windows([window_from_patient(p) for p in rows])
+    )
+    assert outside[0] == outside[1] == []
+    assert outside[2] and outside[2][0].startswith("Age 9 below the training range")

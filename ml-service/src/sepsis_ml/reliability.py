@@ -11,6 +11,7 @@ the validation hours in evaluation, where the marked hours were checked against 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Final
 
@@ -24,6 +25,9 @@ RANGE_QUANTILES: Final = (0.001, 0.999)
 its measured values in the fitting rows."""
 
 CHECKED_VARIABLES: Final = (*VITALS, *LABS, "Age")
+LOW_END_ONLY: Final = frozenset({"Age"})
+"""Checked only below their range: the challenge data caps age at 89, so the model has seen
+every older patient, as 89 (and an age below 18 is a child, which it has never seen)."""
 
 # Each checked variable -> the feature columns holding its values in a window
 _COLUMNS: Final[Mapping[str, tuple[int, ...]]] = {
@@ -55,7 +59,7 @@ class InputRanges:
 
     def __init__(self, ranges: Mapping[str, tuple[float, float] | list[float]]) -> None:
         self._checks = tuple(
-            (name, _COLUMNS[name], float(lo), float(hi))
+            (name, _COLUMNS[name], float(lo), math.inf if name in LOW_END_ONLY else float(hi))
             for name, (lo, hi) in ranges.items()
             if name in _COLUMNS
         )
