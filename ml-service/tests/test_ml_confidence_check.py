@@ -52,4 +52,5 @@ def test_old_age_is_inside_the_training_range_and_childhood_is_not() -> None:
         features_for_windows([window_from_patient(p) for p in rows])
     )
     assert outside[0] == outside[1] == []
-    assert outside[2] and outside[2][0].startswith("Age 9 below the training range")
+    assert len(outside[2]) == 1
+    assert outside[2][0].startswith("Age 9 below the training range")
