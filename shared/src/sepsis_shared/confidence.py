@@ -151,7 +151,7 @@ def picture(newest_age: Mapping[str, float], *, trend: bool) -> Confidence:
         )
     level: ConfidenceLevel = "low" if low else "medium" if medium else "high"
     reasons = low + medium
-    return Confidence.model_construct(
+    return Confidence(
         level=level,
         summary=_summary(level, reasons),
         reasons=reasons,

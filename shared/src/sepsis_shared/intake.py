@@ -124,7 +124,7 @@ def take_in(
             # the newest value of all is the scored hour itself, so something always stays
             del series[name]
             issues.append(
-                DataQualityIssue.model_construct(
+                DataQualityIssue(
                     field=_field(field_prefix, patient.sent_as.get(name, name)),
                     variable=name,
                     time=None,
@@ -148,7 +148,7 @@ def take_in(
             from_notes[found.variable] = found.evidence
         elif sent[-1].value != found.value:
             issues.append(
-                DataQualityIssue.model_construct(
+                DataQualityIssue(
                     field=notes_field,
                     variable=found.variable,
                     time=None,
@@ -165,7 +165,7 @@ def take_in(
             )
 
     findings = tuple(
-        BedsideFinding.model_construct(
+        BedsideFinding(
             variable=name,
             value=series[name][-1].value,
             text=finding_text(name, series[name][-1].value),

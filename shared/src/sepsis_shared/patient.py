@@ -485,9 +485,7 @@ class _Parser:
                     self.err(f"{kpath}[{i}]", f"at most {MAX_HISTORY_ITEM_CHARS} characters")
                 elif item.strip():
                     lists[key].append(item.strip())
-        return PatientHistory.model_construct(
-            conditions=lists["conditions"], medications=lists["medications"]
-        )
+        return PatientHistory(conditions=lists["conditions"], medications=lists["medications"])
 
 
 def _unit_hint(spec: VariableSpec, x: float) -> str:
@@ -507,7 +505,7 @@ def _sent(value: object, parsed: float) -> float:
     return float(value) if type(value) is int or type(value) is float else parsed
 
 
-_NO_HISTORY: Final = PatientHistory.model_construct(conditions=[], medications=[])
+_NO_HISTORY: Final = PatientHistory(conditions=[], medications=[])
 """The history of a patient sent without one (frozen, so one instance serves all)."""
 
 
@@ -687,7 +685,7 @@ def _parse(raw: object, *, field_prefix: str, now: datetime) -> NormalizedPatien
         reference_time=reference,
         sent_as=seen,
         data_quality=tuple(
-            DataQualityIssue.model_construct(
+            DataQualityIssue(
                 field=_join(field_prefix, issue.path),
                 variable=issue.name,
                 time=issue.time,

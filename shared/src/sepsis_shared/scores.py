@@ -115,9 +115,7 @@ def _result(
 ) -> ScoreResult:
     score = sum(v for v in components.values() if v is not None)
     complete = all(v is not None for v in components.values())
-    # built from values this module computed, so nothing to validate (a batch builds four per
-    # patient)
-    return ScoreResult.model_construct(
+    return ScoreResult(
         name=name,
         score=score,
         max_score=max_score,
@@ -510,6 +508,4 @@ def sofa(p: NormalizedPatient) -> ScoreResult:
 
 def clinical_scores(p: NormalizedPatient) -> ClinicalScores:
     """All four scores for one patient."""
-    return ClinicalScores.model_construct(
-        qsofa=qsofa(p), sirs=sirs(p), news2=news2(p), sofa=sofa(p)
-    )
+    return ClinicalScores(qsofa=qsofa(p), sirs=sirs(p), news2=news2(p), sofa=sofa(p))
