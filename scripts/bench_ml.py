@@ -326,7 +326,7 @@ def stage_figures(state: ServiceState, body: bytes, *, runs: int) -> dict[str, f
 @contextmanager
 def in_process_state() -> Iterator[ServiceState]:
     """The service's state as its lifespan builds it, with the same collector settings."""
-    settings = MLSettings(SERVICE_TOKEN="bench-in-process")
+    settings = MLSettings(SERVICE_TOKEN="bench-in-process-token-0123456789")
     model = SepsisModel.load(settings.model_dir, threads=1)
     executor = ThreadPoolExecutor(max_workers=1)
     # As the lifespan does: without it the collector's runs, not the stages, would be timed.

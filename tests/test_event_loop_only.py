@@ -25,7 +25,7 @@ from sepsis_genai.config import GenAISettings
 from sepsis_ml.app import create_app as ml_app
 from sepsis_ml.config import MLSettings
 
-TOKEN = "event-loop-test-token"
+TOKEN = "event-loop-test-token-0123456789"
 
 
 def _fastapi(app: Any) -> FastAPI:
@@ -38,8 +38,8 @@ def _fastapi(app: Any) -> FastAPI:
 def _gateway() -> Any:
     settings = GatewaySettings.model_validate(
         {
-            "api_keys": "client-key",
-            "admin_api_keys": "admin-key",
+            "api_keys": "event-loop-client-key-0123456789",
+            "admin_api_keys": "event-loop-admin-key-0123456789",
             "service_token": TOKEN,
             "log_format": "text",
         }

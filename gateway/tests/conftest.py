@@ -19,10 +19,10 @@ from sepsis_gateway.config import GatewaySettings
 from sepsis_gateway.state import STATE_KEY, Gateway
 
 SERVICE_TOKEN = "internal-token-for-tests"
-CLIENT_KEY = "client-key-current"
-ROTATED_KEY = "client-key-next"
-LEGACY_KEY = "legacy-single-key"
-ADMIN_KEY = "admin-key-1"
+CLIENT_KEY = "client-key-current-0123456789"
+ROTATED_KEY = "client-key-next-0123456789ab"
+LEGACY_KEY = "legacy-single-key-0123456789"
+ADMIN_KEY = "admin-key-1-0123456789abcdef"
 
 ML_ROUTES = {
     ("POST", "/classify"),

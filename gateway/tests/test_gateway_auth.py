@@ -92,28 +92,44 @@ async def test_admin_key_reaches_admin_route(stack, method, path, upstream):
 
 
 async def test_only_api_keys_and_only_legacy_api_key_each_suffice(stack):
-    only_new = await stack.start(api_key=None, api_keys="k-one, k-two", admin_api_keys=None)
-    assert (await only_new.get("/performance", headers={"X-API-Key": "k-two"})).status_code == 200
-    legacy = await stack.start(api_key="the-old-key", api_keys=None, admin_api_keys=None)
-    r = await legacy.get("/performance", headers={"X-API-Key": "the-old-key"})
+    only_new = await stack.start(
+        api_key=None,
+        api_keys="k-one-rotated-key-0123456789, k-two-rotated-key-0123456789",
+        admin_api_keys=None,
+    )
+    assert (
+        await only_new.get("/performance", headers={"X-API-Key": "k-two-rotated-key-0123456789"})
+    ).status_code == 200
+    legacy = await stack.start(
+        api_key="the-old-key-0123456789abcdef", api_keys=None, admin_api_keys=None
+    )
+    r = await legacy.get("/performance", headers={"X-API-Key": "the-old-key-0123456789abcdef"})
     assert r.status_code == 200
-    assert (await legacy.get("/performance", headers={"X-API-Key": "k-two"})).status_code == 401
+    assert (
+        await legacy.get("/performance", headers={"X-API-Key": "k-two-rotated-key-0123456789"})
+    ).status_code == 401
 
 
 def test_keys_come_from_the_original_environment_names(monkeypatch):
-    monkeypatch.setenv("API_KEY", "from-env-legacy")
-    monkeypatch.setenv("API_KEYS", "from-env-a,from-env-b")
-    monkeypatch.setenv("ADMIN_API_KEYS", "from-env-admin")
-    monkeypatch.setenv("SERVICE_TOKEN", "tok")
+    monkeypatch.setenv("API_KEY", "from-env-legacy-0123456789")
+    monkeypatch.setenv("API_KEYS", "from-env-a-0123456789abcdef,from-env-b-0123456789abcdef")
+    monkeypatch.setenv("ADMIN_API_KEYS", "from-env-admin-0123456789ab")
+    monkeypatch.setenv("SERVICE_TOKEN", "from-env-token-0123456789ab")
     settings = GatewaySettings()
-    assert settings.client_keys() == ("from-env-legacy", "from-env-a", "from-env-b")
-    assert settings.admin_keys() == ("from-env-admin",)
+    assert settings.client_keys() == (
+        "from-env-legacy-0123456789",
+        "from-env-a-0123456789abcdef",
+        "from-env-b-0123456789abcdef",
+    )
+    assert settings.admin_keys() == ("from-env-admin-0123456789ab",)
     create_app(settings)
 
 
 @pytest.mark.parametrize("blank", [None, "", " , "])
 def test_no_client_key_refuses_to_start_and_says_what_to_set(stack, blank):
-    settings = stack.settings(api_key=None, api_keys=blank, admin_api_keys="admin-only")
+    settings = stack.settings(
+        api_key=None, api_keys=blank, admin_api_keys="admin-only-key-0123456789ab"
+    )
     with pytest.raises(MissingConfiguration, match=r"API_KEY.*API_KEYS"):
         create_app(settings)
 

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-TOKEN = "genai-test-token"
+TOKEN = "genai-test-token-0123456789abcdef"
 DEFAULT_TEST_REDIS = "redis://127.0.0.1:6379/15"
 _FAKE_MODULE = "sepsis_fake_openai"
 

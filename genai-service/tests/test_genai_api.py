@@ -119,7 +119,10 @@ def test_refuses_to_start_without_a_service_token() -> None:
 
 def test_refuses_to_start_with_an_incomplete_azure_provider() -> None:
     settings = GenAISettings.model_validate(
-        {"SERVICE_TOKEN": "t", "AZURE_OPENAI_ENDPOINT": "https://example.openai.azure.com/"}
+        {
+            "SERVICE_TOKEN": "genai-api-test-token-0123456789",
+            "AZURE_OPENAI_ENDPOINT": "https://example.openai.azure.com/",
+        }
     )
     with pytest.raises(MissingConfiguration, match="AZURE_OPENAI_API_KEY"):
         create_app(settings)
@@ -136,7 +139,9 @@ def test_refuses_to_start_with_an_incomplete_azure_provider() -> None:
     ],
 )
 def test_auto_provider_resolution(env: dict[str, str], provider: str) -> None:
-    settings = GenAISettings.model_validate({"SERVICE_TOKEN": "t", **env})
+    settings = GenAISettings.model_validate(
+        {"SERVICE_TOKEN": "genai-api-test-token-0123456789", **env}
+    )
     assert settings.resolved_provider() == provider
 
 

@@ -23,7 +23,7 @@ from sepsis_ml.schemas import BatchAssessment, BatchErrorEntry, BatchResponse, M
 from sepsis_shared.assessment import Priority, alert_for
 from sepsis_shared.patient import FLAT_EXAMPLE
 
-TOKEN = "ml-test-token"
+TOKEN = "ml-test-token-0123456789abcdef"
 STRUCTURED: dict[str, Any] = {
     "patient_id": "TEST001",
     "vitals": {

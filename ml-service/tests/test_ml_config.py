@@ -41,11 +41,16 @@ def test_packaged_config_loads_with_its_hash() -> None:
 
 
 def test_settings_default_to_the_packaged_config() -> None:
-    settings = MLSettings(SERVICE_TOKEN="x")
+    settings = MLSettings(SERVICE_TOKEN="ml-config-test-token-0123456789")
     assert settings.config_path is None
     assert settings.max_batch == 1000
     assert settings.threads() >= 1
-    assert MLSettings(SERVICE_TOKEN="x", ML_INFERENCE_THREADS=3).threads() == 3
+    assert (
+        MLSettings(
+            SERVICE_TOKEN="ml-config-test-token-0123456789", ML_INFERENCE_THREADS=3
+        ).threads()
+        == 3
+    )
 
 
 def test_numeric_version_is_read_as_text() -> None:

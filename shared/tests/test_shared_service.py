@@ -16,7 +16,7 @@ from sepsis_shared.requestid import REQUEST_ID_HEADER, current_request_id
 from sepsis_shared.service import MissingConfiguration, health_router, setup_service_app
 from sepsis_shared.settings import SERVICE_TOKEN_HEADER, InternalServiceSettings
 
-TOKEN = "internal-test-token"
+TOKEN = "internal-test-token-shared-service"
 HEX_ID = re.compile(r"^[0-9a-f]{32}$")
 
 

@@ -12,10 +12,19 @@ genai-service: 50), whose 413 envelope the gateway passes through unchanged.
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field, SecretStr
+from typing import Self
+
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import SettingsConfigDict
 
-from sepsis_shared.settings import BaseServiceSettings
+from sepsis_shared.settings import BaseServiceSettings, check_secret
 
 MIB = 1024 * 1024
 
@@ -29,6 +38,15 @@ def split_keys(raw: SecretStr | None) -> tuple[str, ...]:
     if raw is None:
         return ()
     return tuple(part.strip() for part in raw.get_secret_value().split(",") if part.strip())
+
+
+# field -> (the variable named in errors, whether it holds a comma-separated list)
+_SECRET_VARIABLES = {
+    "api_key": ("API_KEY", False),
+    "api_keys": ("API_KEYS", True),
+    "admin_api_keys": ("ADMIN_API_KEYS", True),
+    "service_token": ("SERVICE_TOKEN", False),
+}
 
 
 class GatewaySettings(BaseServiceSettings):
@@ -113,6 +131,23 @@ class GatewaySettings(BaseServiceSettings):
     openapi_cache_ttl_s: float = Field(
         default=300.0, gt=0, validation_alias=_env("OPENAPI_CACHE_TTL_S")
     )
+
+    @field_validator("api_key", "api_keys", "admin_api_keys", "service_token")
+    @classmethod
+    def _keys_are_secrets(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        variable, many = _SECRET_VARIABLES[info.field_name or ""]
+        check_secret(variable, value, many=many)
+        return value
+
+    @model_validator(mode="after")
+    def _token_is_not_a_key(self) -> Self:
+        token = self.service_token.get_secret_value().strip() if self.service_token else ""
+        if token and token in set(self.client_keys()) | set(self.admin_keys()):
+            # A client holding it could pass for the gateway wherever a service is reachable.
+            raise ValueError(
+                "SERVICE_TOKEN must differ from every API_KEY, API_KEYS and ADMIN_API_KEYS entry"
+            )
+        return self
 
     def client_keys(self) -> tuple[str, ...]:
         """Every configured client key: API_KEY first, then API_KEYS."""

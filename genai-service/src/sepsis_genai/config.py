@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
 
 from sepsis_shared.service import MissingConfiguration
-from sepsis_shared.settings import InternalServiceSettings
+from sepsis_shared.settings import InternalServiceSettings, placeholder_problem
 
 Provider = Literal["azure", "openai", "offline"]
 
@@ -140,6 +140,21 @@ class GenAISettings(InternalServiceSettings):
     guardrail_config_path: Path | None = Field(
         default=None, validation_alias=_env("GUARDRAIL_CONFIG_PATH")
     )
+
+    @field_validator("azure_openai_api_key", "openai_api_key")
+    @classmethod
+    def _llm_key_is_no_placeholder(
+        cls, value: SecretStr | None, info: ValidationInfo
+    ) -> SecretStr | None:
+        # Another party's key: its length is theirs to set, but an unexpanded variable or the
+        # key the original guide published is never a working one.
+        problem = placeholder_problem(value.get_secret_value()) if value is not None else None
+        if problem is not None:
+            variable = {"azure_openai_api_key": "AZURE_OPENAI_API_KEY"}.get(
+                info.field_name or "", "OPENAI_API_KEY"
+            )
+            raise ValueError(f"{variable} {problem}")
+        return value
 
     def resolved_provider(self) -> Provider:
         """The provider in force once `auto` is resolved."""
