@@ -21,7 +21,7 @@ from sepsis_gateway.monitor import watch_upstreams
 from sepsis_gateway.openapi import ApiDocs
 from sepsis_gateway.proxy import ForwardMiddleware
 from sepsis_gateway.ratelimit import RateLimiter
-from sepsis_gateway.routes import meta, performance
+from sepsis_gateway.routes import fhir, meta, performance
 from sepsis_gateway.routes.meta import API_NAME
 from sepsis_gateway.routes.table import GENAI, ML, PUBLIC_ROUTES, UPSTREAM_LABELS
 from sepsis_gateway.state import STATE_KEY, Gateway
@@ -140,6 +140,7 @@ def create_app(settings: GatewaySettings | None = None) -> ASGIApp:
     )
     app.include_router(meta.router)
     app.include_router(performance.router)
+    app.include_router(fhir.router)
     # Logging and the error envelope; the request ids come from the front below.
     setup_service_app(app, service="gateway", settings=settings, request_ids=False)
     # The forwarded routes (the hot path) are answered by pure ASGI ahead of FastAPI and its

@@ -91,6 +91,20 @@ PUBLIC_ROUTES: tuple[PublicRoute, ...] = (
         "Re-read and validate the guardrail config",
     ),
     PublicRoute(
+        "/fhir/classify",
+        "POST",
+        Access.KEY,
+        None,
+        "Assess the patient of a FHIR R4 Bundle (hybrid ML)",
+    ),
+    PublicRoute(
+        "/fhir/genai-classify",
+        "POST",
+        Access.KEY,
+        None,
+        "Assess the patient of a FHIR R4 Bundle (LLM + guardrail)",
+    ),
+    PublicRoute(
         "/performance",
         "GET",
         Access.KEY,
