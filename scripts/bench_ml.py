@@ -47,10 +47,10 @@ from sepsis_ml.runtime import (
     InferenceRuntime,
     ServiceState,
     assessment,
-    decode_json,
     encode_json,
     score_batch,
 )
+from sepsis_shared.body import decode_json
 from sepsis_shared.errors import InvalidInput
 from sepsis_shared.patient import parse_patients_body
 

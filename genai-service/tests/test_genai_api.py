@@ -78,14 +78,49 @@ async def test_bad_input_is_a_422_naming_the_field(
     assert field in [d["field"] for d in error["details"]]
 
 
-@pytest.mark.parametrize("raw", [b"", b"{not json", b"\xff\xfe"])
-async def test_unparseable_body_is_a_422(offline_settings: Any, run_app: Any, raw: bytes) -> None:
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"{not json",
+        b"\xff\xfe",
+        b'{"vitals": {"HR": NaN}}',
+        b'{"vitals": {"HR": 90}, "notes": "bad \\ud800"}',
+        b"[" * 1000 + b"]" * 1000,
+    ],
+)
+@pytest.mark.parametrize("route", ["/genai-classify", "/genai-classify-batch"])
+async def test_unparseable_body_is_a_422(
+    offline_settings: Any, run_app: Any, raw: bytes, route: str
+) -> None:
     async with run_app(offline_settings()) as client:
-        r = await client.post(
-            "/genai-classify", content=raw, headers={"Content-Type": "application/json"}
-        )
+        r = await client.post(route, content=raw, headers={"Content-Type": "application/json"})
     assert r.status_code == 422
     assert r.json()["error"]["details"][0]["field"] == "body"
+
+
+async def test_a_lone_surrogate_in_one_patient_of_a_batch_is_a_422(
+    offline_settings: Any, run_app: Any
+) -> None:
+    raw = b'{"patients": [{"vitals": {"HR": 90}}, {"vitals": {"HR": 95}, "notes": "x \\udc00"}]}'
+    async with run_app(offline_settings()) as client:
+        r = await client.post(
+            "/genai-classify-batch", content=raw, headers={"Content-Type": "application/json"}
+        )
+    assert r.status_code == 422
+
+
+async def test_a_body_that_is_not_declared_json_is_a_415(
+    offline_settings: Any, run_app: Any
+) -> None:
+    async with run_app(offline_settings()) as client:
+        r = await client.post(
+            "/genai-classify",
+            content=b'{"vitals": {"HR": 90}}',
+            headers={"Content-Type": "text/plain"},
+        )
+    assert r.status_code == 415
+    assert r.json()["error"]["code"] == "unsupported_media_type"
 
 
 async def test_body_too_large_is_a_413(offline_settings: Any, run_app: Any) -> None:

@@ -155,6 +155,8 @@ async def test_bad_input_is_a_422_naming_the_field(
         (b'{"HR": NaN}', "body"),
         (b'{"HR": 80} {"HR": 90}', "body"),
         (b'{"HR": 1e999}', "HR"),
+        (b'{"HR": 90, "notes": "bad \\ud800"}', "body"),
+        (b"[" * 1000 + b"]" * 1000, "body"),
     ],
 )
 async def test_invalid_json_is_a_422_naming_the_body(
@@ -166,6 +168,17 @@ async def test_invalid_json_is_a_422_naming_the_body(
     assert response.status_code == 422
     assert _fields(response) == [field]
     assert response.json()["error"]["request_id"] == response.headers["x-request-id"]
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded"])
+async def test_a_body_that_is_not_declared_json_is_a_415(
+    client: httpx.AsyncClient, content_type: str
+) -> None:
+    response = await client.post(
+        "/classify", content=b'{"HR": 90}', headers={"content-type": content_type}
+    )
+    assert response.status_code == 415
+    assert response.json()["error"]["code"] == "unsupported_media_type"
 
 
 async def test_oversized_body_is_a_413(tmp_path: Path) -> None:

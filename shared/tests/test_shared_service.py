@@ -161,6 +161,19 @@ async def test_unknown_errors_are_500_without_their_text(client: AsyncClient) ->
     assert "secret" not in response.text
 
 
+async def test_a_500_carries_its_request_id_in_the_envelope_and_the_header(
+    client: AsyncClient,
+) -> None:
+    given = await client.get("/boom", headers={REQUEST_ID_HEADER: "req-500"})
+    assert (given.json()["error"]["request_id"], given.headers[REQUEST_ID_HEADER]) == (
+        "req-500",
+        "req-500",
+    )
+    created = await client.get("/boom")
+    assert created.json()["error"]["request_id"] == created.headers[REQUEST_ID_HEADER]
+    assert HEX_ID.match(created.headers[REQUEST_ID_HEADER])
+
+
 async def test_unknown_route_is_a_404_envelope(client: AsyncClient) -> None:
     response = await client.get("/nowhere")
     assert response.status_code == 404

@@ -24,7 +24,6 @@ from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 import numpy.typing as npt
-import pydantic_core
 from pydantic_core import to_json
 
 from sepsis_ml.blend import blend, drivers, score_values, shock_facts
@@ -34,8 +33,9 @@ from sepsis_ml.metrics import InferenceStats, ServiceMetrics
 from sepsis_ml.mlconfig import ConfigStore, LoadedConfig
 from sepsis_ml.model import SepsisModel
 from sepsis_shared.assessment import Priority, alert_for, missing_inputs
+from sepsis_shared.body import decode_json
 from sepsis_shared.confidence import lower_to, picture_of_patient
-from sepsis_shared.errors import FieldError, InvalidInput, ServiceError
+from sepsis_shared.errors import InvalidInput, ServiceError
 from sepsis_shared.patient import (
     FLAT_EXAMPLE,
     NormalizedPatient,
@@ -115,16 +115,6 @@ class ServiceState:
 
 # --------------------------------------------------------------------------------------------
 # The pipeline (runs in the pool)
-
-
-def decode_json(body: bytes) -> object:
-    """The request body as JSON (strict: no NaN or Infinity); a 422 naming `body` if not."""
-    try:
-        return pydantic_core.from_json(body, allow_inf_nan=False)
-    except ValueError as exc:
-        # The parser's message gives only what went wrong and where (line, column).
-        message = f"the body is not valid JSON: {exc}"
-    raise InvalidInput.for_fields([FieldError(field="body", message=message)])
 
 
 def encode_json(payload: Any) -> bytes:

@@ -32,7 +32,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from sepsis_shared.requestid import current_request_id
+from sepsis_shared.requestid import REQUEST_ID_HEADER, current_request_id
 
 logger = logging.getLogger("sepsis.errors")
 
@@ -109,6 +109,16 @@ class NotFound(ServiceError):
 class PayloadTooLarge(ServiceError):
     status = 413
     code = "payload_too_large"
+
+
+class UnsupportedMediaType(ServiceError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class RequestTimeout(ServiceError):
+    status = 408
+    code = "request_timeout"
 
 
 class RateLimited(ServiceError):
@@ -217,8 +227,16 @@ async def _http_error_handler(_: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unhandled_handler(_: Request, exc: Exception) -> JSONResponse:
+    # Starlette runs this outside every middleware, the request-id one included (which
+    # leaves the id set on an exception): the header is added here.
     logger.error("unhandled error", exc_info=exc)
-    return error_response(500, "internal_error", "Internal error; see the server log.")
+    rid = current_request_id()
+    return error_response(
+        500,
+        "internal_error",
+        "Internal error; see the server log.",
+        headers={REQUEST_ID_HEADER: rid} if rid else None,
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:

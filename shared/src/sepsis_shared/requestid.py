@@ -64,7 +64,7 @@ class RequestIdMiddleware:
                 message["headers"] = headers
             await send(message)
 
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            _request_id.reset(token)
+        # On an exception the id stays set: Starlette's last-resort error handler runs outside
+        # every middleware, this one included, and must still log and answer with it.
+        await self.app(scope, receive, send_with_id)
+        _request_id.reset(token)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Annotated, Final
 
@@ -12,7 +11,7 @@ from sepsis_genai.cache import AnswerCache
 from sepsis_genai.config import GenAISettings
 from sepsis_genai.llm import LLMClient
 from sepsis_genai.pipeline import GuardrailHolder, Pipeline
-from sepsis_shared.errors import FieldError, InvalidInput, PayloadTooLarge
+from sepsis_shared.body import decode_json, read_json_request
 from sepsis_shared.metrics import RouteMetrics
 
 STATE_KEY: Final = "genai"
@@ -51,31 +50,5 @@ class Readiness:
 
 
 async def read_json_body(request: Request, *, max_bytes: int) -> object:
-    """The request body decoded as JSON; 413 past `max_bytes`, 422 when it is not JSON."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        raise PayloadTooLarge(
-            f"The body is larger than {max_bytes} bytes.", details={"max_bytes": max_bytes}
-        )
-    body = bytearray()
-    async for chunk in request.stream():
-        body.extend(chunk)
-        if len(body) > max_bytes:
-            raise PayloadTooLarge(
-                f"The body is larger than {max_bytes} bytes.", details={"max_bytes": max_bytes}
-            )
-    if not body.strip():
-        raise InvalidInput.for_fields(
-            [FieldError(field="body", message="expected a JSON object, got an empty body")]
-        )
-    try:
-        return json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        where = (
-            f" (line {exc.lineno}, column {exc.colno})"
-            if isinstance(exc, json.JSONDecodeError)
-            else ""
-        )
-        raise InvalidInput.for_fields(
-            [FieldError(field="body", message=f"the body is not valid JSON{where}")]
-        ) from None
+    """The request body decoded as JSON (`sepsis_shared.body`: 415, 413 and 422 as there)."""
+    return decode_json(await read_json_request(request, max_bytes))

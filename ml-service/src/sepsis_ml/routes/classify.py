@@ -6,9 +6,10 @@ import time
 
 from fastapi import APIRouter, Request, Response
 
-from sepsis_ml.routes.deps import StateDep, read_body
+from sepsis_ml.routes.deps import StateDep
 from sepsis_ml.runtime import score_batch, score_single
 from sepsis_ml.schemas import BatchResponse, MLAssessment
+from sepsis_shared.body import read_json_request
 from sepsis_shared.errors import ERROR_RESPONSES
 from sepsis_shared.patient import patient_batch_request_openapi, patient_request_openapi
 from sepsis_shared.requestid import current_request_id
@@ -30,7 +31,7 @@ def classify_router(*, max_batch: int) -> APIRouter:
     async def classify(request: Request, state: StateDep) -> Response:
         """Risk score, priority, clinical scores and drivers for one patient, in either form."""
         started = time.perf_counter()
-        body = await read_body(request, state.settings.max_body_bytes)
+        body = await read_json_request(request, state.settings.max_body_bytes)
         content = await state.runtime.run(
             score_single, state, body, request_id=current_request_id(), started=started
         )
@@ -46,7 +47,7 @@ def classify_router(*, max_batch: int) -> APIRouter:
     async def classify_batch(request: Request, state: StateDep) -> Response:
         """Up to the configured maximum of patients; a bad patient yields an error entry."""
         started = time.perf_counter()
-        body = await read_body(request, state.settings.max_body_bytes)
+        body = await read_json_request(request, state.settings.max_body_bytes)
         content = await state.runtime.run(
             score_batch, state, body, request_id=current_request_id(), started=started
         )

@@ -1,4 +1,4 @@
-"""What handlers receive: the frozen service state, and the raw body within its size limit."""
+"""What handlers receive: the frozen service state."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from sepsis_ml.runtime import ServiceState
-from sepsis_shared.errors import NotReady, PayloadTooLarge
+from sepsis_shared.errors import NotReady
 
 STATE_KEY = "ml"
 
@@ -24,24 +24,3 @@ async def get_state(request: Request) -> ServiceState:
 
 
 StateDep = Annotated[ServiceState, Depends(get_state)]
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body as bytes; 413 as soon as it exceeds `limit`."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit)
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _too_large(limit: int) -> PayloadTooLarge:
-    return PayloadTooLarge(
-        f"The request body exceeds {limit} bytes.", details={"max_body_bytes": limit}
-    )
