@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from sepsis_genai.config import LLMTarget
-from sepsis_genai.llm import LLMClient, build_openai_client
+from sepsis_genai.llm import LLMClient, LLMOverloaded, build_openai_client
 from sepsis_genai.llm_retry import retry_after_s
 from sepsis_genai.narrative import SYSTEM_PROMPT, Prompt
 from sepsis_genai.schemas import LLMAnswer, LLMStatus
@@ -176,6 +176,29 @@ async def test_a_cancelled_waiter_does_not_cancel_the_shared_call(
     assert outcome.answer.risk_score == 55
     assert fake_llm.calls == 1
     assert len(stored) == 1  # the cache write runs once, inside the shared call
+
+
+async def test_calls_past_the_slots_and_the_queue_are_shed_at_once_with_a_503(
+    fake_llm: FakeOpenAI, answer: Callable[..., dict[str, Any]]
+) -> None:
+    fake_llm.configure(default={"kind": "answer", "answer": answer()})
+    fake_llm.hold()  # an LLM that does not answer
+    async with llm_client(fake_llm, max_concurrency=2, max_queued=1) as client:
+        held = [asyncio.create_task(client.assess(PROMPT, key=f"k{i}")) for i in range(3)]
+        await asyncio.sleep(0)
+        with pytest.raises(LLMOverloaded) as shed:
+            await client.assess(PROMPT, key="one-too-many")
+        # the same patient as a call in flight is not a new call: it shares that one
+        same = asyncio.create_task(client.assess(PROMPT, key="k0"))
+        await asyncio.sleep(0)
+        fake_llm.release()
+        outcomes = await asyncio.gather(*held, same)
+    assert shed.value.status == 503
+    assert shed.value.headers["Retry-After"] == "2"
+    assert shed.value.details == {"max_concurrency": 2, "max_queued": 1}
+    assert [o.status for o in outcomes] == [LLMStatus.OK] * 4
+    assert client.stats.shed == 1
+    assert fake_llm.calls == 3
 
 
 async def test_different_keys_are_not_coalesced(fake_llm: FakeOpenAI) -> None:

@@ -58,6 +58,7 @@ def create_app(settings: GenAISettings | None = None) -> FastAPI:
                     retry_base_s=settings.retry_base_s,
                     retry_max_s=settings.retry_max_s,
                     max_concurrency=settings.max_concurrency,
+                    max_queued=settings.max_queued,
                 )
                 stack.push_async_callback(llm.aclose)
                 await llm.warm_up()

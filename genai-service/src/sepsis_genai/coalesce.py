@@ -20,6 +20,9 @@ class InFlight(Generic[T]):
     def __init__(self) -> None:
         self._tasks: dict[str, asyncio.Task[T]] = {}
 
+    def __len__(self) -> int:
+        return len(self._tasks)
+
     def get(self, key: str) -> asyncio.Task[T] | None:
         """The task running for `key`, if one is."""
         return self._tasks.get(key)

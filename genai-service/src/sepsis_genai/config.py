@@ -78,10 +78,18 @@ class GenAISettings(InternalServiceSettings):
         description="Whole LLM call budget per request, retries included (App Runner caps 120 s).",
     )
     max_concurrency: int = Field(
-        default=128,
+        default=64,
         ge=1,
         validation_alias=_env("GENAI_MAX_CONCURRENCY"),
         description="LLM calls in flight per instance (also the HTTP connection pool size).",
+    )
+    max_queued: int = Field(
+        default=32,
+        ge=0,
+        validation_alias=_env("GENAI_MAX_QUEUED"),
+        description="LLM calls waiting for a slot; a call past them is answered 503 at once. "
+        "Keep GENAI_MAX_CONCURRENCY + GENAI_MAX_QUEUED below the gateway's "
+        "UPSTREAM_MAX_CONNECTIONS (100), so that a hanging LLM cannot hold every connection.",
     )
     max_retries: int = Field(default=2, ge=0, le=6, validation_alias=_env("GENAI_MAX_RETRIES"))
     retry_base_s: float = Field(default=0.5, gt=0, validation_alias=_env("GENAI_RETRY_BASE_S"))

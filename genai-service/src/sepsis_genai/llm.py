@@ -9,8 +9,11 @@
 - Retries: bounded, only for 408/409/429/5xx and connection errors, with exponential backoff and
   full jitter; a `Retry-After` (or `retry-after-ms`) header is honoured, and a wait that would
   overrun the deadline ends the call instead (policy: `sepsis_genai.llm_retry`).
-- A semaphore bounds the calls in flight per instance; identical calls in flight (same cache
-  key) are coalesced into one (`sepsis_genai.coalesce`).
+- At most `max_concurrency` calls in flight per instance and `max_queued` more waiting for a
+  slot; identical calls in flight (same cache key) are coalesced into one
+  (`sepsis_genai.coalesce`). A new call past both is shed at once with a 503 (`LLMOverloaded`,
+  with Retry-After): behind a hanging LLM an unbounded queue would hold every connection the
+  gateway has to this service until the deadlines.
 - Failures are reported as a status and a short `error_kind`, never as exception text.
 """
 
@@ -43,6 +46,7 @@ from sepsis_genai.llm_outcome import LLMOutcome, LLMStats, ResponseFormat
 from sepsis_genai.llm_retry import Backoff, classify_status, is_retryable, retry_after_s
 from sepsis_genai.narrative import REPAIR_PROMPT, Prompt
 from sepsis_genai.schemas import LLMAnswer, LLMStatus, answer_json_schema
+from sepsis_shared.errors import ServiceError
 
 logger = logging.getLogger("sepsis_genai.llm")
 
@@ -50,6 +54,14 @@ Sleep = Callable[[float], Awaitable[None]]
 
 _MAX_BAD_ANSWER_ECHO: Final = 4000
 _SCHEMA_NAME: Final = "sepsis_assessment"
+OVERLOAD_RETRY_AFTER_S: Final = 2
+
+
+class LLMOverloaded(ServiceError):
+    """Every LLM call slot of this instance is taken: the request is shed, not queued."""
+
+    status = 503
+    code = "llm_overloaded"
 
 
 class _Failure(Exception):
@@ -104,6 +116,7 @@ class LLMClient:
         retry_base_s: float,
         retry_max_s: float,
         max_concurrency: int,
+        max_queued: int = 0,
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
     ) -> None:
@@ -114,6 +127,8 @@ class LLMClient:
         self.deadline_s = deadline_s
         self.max_retries = max_retries
         self._backoff = Backoff(base_s=retry_base_s, max_s=retry_max_s, rng=rng or random.Random())
+        self.max_concurrency = max_concurrency
+        self.max_queued = max_queued
         self._semaphore = asyncio.Semaphore(max_concurrency)
         self._sleep = sleep
         self._json_schema_supported = True
@@ -168,6 +183,15 @@ class LLMClient:
             self.stats.coalesced += 1
             outcome = await asyncio.shield(task)
             return replace(outcome, coalesced=True)
+        if len(self._in_flight) >= self.max_concurrency + self.max_queued:
+            self.stats.shed += 1
+            raise LLMOverloaded(
+                f"All {self.max_concurrency} language-model calls of this instance are in use "
+                f"and {self.max_queued} more are waiting; retry after the delay in Retry-After "
+                "(POST /classify answers meanwhile).",
+                details={"max_concurrency": self.max_concurrency, "max_queued": self.max_queued},
+                headers={"Retry-After": str(OVERLOAD_RETRY_AFTER_S)},
+            )
         task = self._in_flight.start(key, self._run(prompt, on_answer), name="llm-assess")
         return await asyncio.shield(task)
 

@@ -40,6 +40,8 @@ class LLMStats:
     repairs: int = 0
     json_schema_fallbacks: int = 0
     in_flight: int = 0
+    shed: int = 0
+    """New calls refused because every call slot was taken."""
     by_status: Counter[str] = field(default_factory=Counter)
     last_success: datetime | None = None
     last_failure: datetime | None = None
@@ -54,6 +56,7 @@ class LLMStats:
             "repairs": self.repairs,
             "json_schema_fallbacks": self.json_schema_fallbacks,
             "in_flight": self.in_flight,
+            "shed": self.shed,
             "by_status": dict(self.by_status),
             "last_success": _iso(self.last_success),
             "last_failure": _iso(self.last_failure),
