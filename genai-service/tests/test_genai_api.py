@@ -12,6 +12,9 @@ from sepsis_genai.app import create_app
 from sepsis_genai.config import GenAISettings
 from sepsis_genai.guardrail import load_guardrail_config
 from sepsis_shared.service import MissingConfiguration
+from sepsis_shared.settings import CALLER_ROLE_HEADER
+
+AS_ADMIN = {CALLER_ROLE_HEADER: "admin"}  # what the gateway adds for an admin key
 
 if TYPE_CHECKING:
     from tests.fakes.fake_openai import FakeOpenAI
@@ -226,6 +229,18 @@ async def test_batch_with_the_llm_answers_each_patient_in_order(
     assert fake_llm.max_in_flight <= 4  # the batch's concurrency bound
 
 
+async def test_guardrail_reload_needs_the_admin_role_from_the_gateway(
+    offline_settings: Any, run_app: Any
+) -> None:
+    async with run_app(offline_settings()) as client:
+        token_only = await client.post("/genai-guardrail/reload")
+        as_client = await client.post(
+            "/genai-guardrail/reload", headers={CALLER_ROLE_HEADER: "client"}
+        )
+        as_admin = await client.post("/genai-guardrail/reload", headers=AS_ADMIN)
+    assert [token_only.status_code, as_client.status_code, as_admin.status_code] == [403, 403, 200]
+
+
 async def test_guardrail_thresholds_and_atomic_reload(
     offline_settings: Any, run_app: Any, tmp_path: Path, guide_request: dict[str, Any]
 ) -> None:
@@ -236,15 +251,15 @@ async def test_guardrail_thresholds_and_atomic_reload(
         before = (await client.get("/genai-guardrail/thresholds")).json()
         config["version"] = "test-2"
         path.write_text(json.dumps(config))
-        reloaded = await client.post("/genai-guardrail/reload")
+        reloaded = await client.post("/genai-guardrail/reload", headers=AS_ADMIN)
         after = (await client.get("/genai-guardrail/thresholds")).json()
 
         broken = dict(config, version="test-3")
         broken["rules"] = [{**config["rules"][0], "no_such_field": 1}, *config["rules"][1:]]
         path.write_text(json.dumps(broken))
-        rejected = await client.post("/genai-guardrail/reload")
+        rejected = await client.post("/genai-guardrail/reload", headers=AS_ADMIN)
         path.write_text("version: [unclosed")
-        unreadable = await client.post("/genai-guardrail/reload")
+        unreadable = await client.post("/genai-guardrail/reload", headers=AS_ADMIN)
         still = (await client.get("/genai-guardrail/thresholds")).json()
         health = (await client.get("/genai-health")).json()
         assessed = (await client.post("/genai-classify", json=guide_request)).json()

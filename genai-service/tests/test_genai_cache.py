@@ -17,6 +17,9 @@ from sepsis_genai.cache import AnswerCache, cache_key, canonical_json
 from sepsis_genai.guardrail import load_guardrail_config
 from sepsis_genai.schemas import LLMAnswer
 from sepsis_shared.assessment import Priority
+from sepsis_shared.settings import CALLER_ROLE_HEADER
+
+AS_ADMIN = {CALLER_ROLE_HEADER: "admin"}  # what the gateway adds for an admin key
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -191,7 +194,7 @@ async def test_guardrail_runs_after_the_cache(
         first = (await client.post("/genai-classify", json=SHOCK_PATIENT)).json()
         config["version"] = "test-reloaded"
         config_path.write_text(json.dumps(config))
-        reload = await client.post("/genai-guardrail/reload")
+        reload = await client.post("/genai-guardrail/reload", headers=AS_ADMIN)
         second = (await client.post("/genai-classify", json=SHOCK_PATIENT)).json()
     assert reload.status_code == 200, reload.text
     assert first["llm"]["status"] == "ok"

@@ -22,6 +22,9 @@ from sepsis_ml.model import ModelLoadError, SepsisModel
 from sepsis_ml.schemas import BatchAssessment, BatchErrorEntry, BatchResponse, MLAssessment
 from sepsis_shared.assessment import Priority, alert_for
 from sepsis_shared.patient import FLAT_EXAMPLE
+from sepsis_shared.settings import CALLER_ROLE_HEADER
+
+AS_ADMIN = {CALLER_ROLE_HEADER: "admin"}  # what the gateway adds for an admin key
 
 TOKEN = "ml-test-token-0123456789abcdef"
 STRUCTURED: dict[str, Any] = {
@@ -391,10 +394,25 @@ async def test_configured_alert_threshold_overrides_the_model(tmp_path: Path) ->
     assert assessment["alert_threshold"] == 0.42
 
 
+@pytest.mark.parametrize("role", [None, "client", "ADMIN "])
+async def test_reload_needs_the_admin_role_from_the_gateway_not_only_the_token(
+    tmp_path: Path, role: str | None
+) -> None:
+    path = _config_file(tmp_path, version="reload-role")
+    headers = {} if role is None else {CALLER_ROLE_HEADER: role}
+    async with _running(_settings(ML_CONFIG_PATH=path)) as client:
+        response = await client.post("/reload-config", headers=headers)
+    if role == "ADMIN ":
+        assert response.status_code == 200
+    else:
+        assert response.status_code == 403
+        assert response.json()["error"]["code"] == "forbidden"
+
+
 async def test_reload_applies_a_good_file_and_rejects_a_bad_one(tmp_path: Path) -> None:
     path = _config_file(tmp_path, version="reload-1")
     async with _running(_settings(ML_CONFIG_PATH=path)) as client:
-        unchanged = await client.post("/reload-config")
+        unchanged = await client.post("/reload-config", headers=AS_ADMIN)
         assert unchanged.status_code == 200
         assert unchanged.json()["changed"] is False
 
@@ -402,7 +420,7 @@ async def test_reload_applies_a_good_file_and_rejects_a_bad_one(tmp_path: Path) 
         data["version"] = "reload-2"
         data["bands"]["urgent"] = 40
         path.write_text(yaml.safe_dump(data), encoding="utf-8")
-        good = await client.post("/reload-config")
+        good = await client.post("/reload-config", headers=AS_ADMIN)
         assert good.status_code == 200, good.text
         assert good.json()["changed"] is True
         assert good.json()["previous_version"] == "reload-1"
@@ -414,7 +432,7 @@ async def test_reload_applies_a_good_file_and_rejects_a_bad_one(tmp_path: Path) 
         data["version"] = "reload-3"
         data["blend"]["model_weight"] = 0.9
         path.write_text(yaml.safe_dump(data), encoding="utf-8")
-        bad = await client.post("/reload-config")
+        bad = await client.post("/reload-config", headers=AS_ADMIN)
         assert bad.status_code == 422
         error = bad.json()["error"]
         assert "blend.clinical_weight" in [d["field"] for d in error["details"]]
@@ -425,7 +443,7 @@ async def test_reload_applies_a_good_file_and_rejects_a_bad_one(tmp_path: Path) 
         assert assessed["config_version"] == "reload-2"
 
         path.write_text("version: [", encoding="utf-8")
-        broken = await client.post("/reload-config")
+        broken = await client.post("/reload-config", headers=AS_ADMIN)
         assert broken.status_code == 422
         assert (await client.get("/config/current")).json()["version"] == "reload-2"
 

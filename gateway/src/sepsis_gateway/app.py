@@ -25,7 +25,12 @@ from sepsis_gateway.routes import fhir, meta, performance
 from sepsis_gateway.routes.meta import API_NAME
 from sepsis_gateway.routes.table import GENAI, ML, PUBLIC_ROUTES, UPSTREAM_LABELS
 from sepsis_gateway.state import STATE_KEY, Gateway
-from sepsis_gateway.upstream import CircuitBreaker, Upstream, open_session
+from sepsis_gateway.upstream import (
+    CONTROL_MAX_CONNECTIONS,
+    CircuitBreaker,
+    Upstream,
+    open_session,
+)
 from sepsis_shared.metrics import RouteMetricsMiddleware
 from sepsis_shared.requestid import RequestIdMiddleware
 from sepsis_shared.service import MissingConfiguration, setup_service_app
@@ -76,11 +81,15 @@ def create_app(settings: GatewaySettings | None = None) -> ASGIApp:
                 session = await stack.enter_async_context(
                     open_session(max_connections=settings.upstream_max_connections, token=token)
                 )
+                control = await stack.enter_async_context(
+                    open_session(max_connections=CONTROL_MAX_CONNECTIONS, token=token)
+                )
                 upstreams[name] = Upstream(
                     name=name,
                     label=UPSTREAM_LABELS[name],
                     base_url=url,
                     session=session,
+                    control_session=control,
                     connect_timeout_s=connect_s,
                     total_timeout_s=total_s,
                     breaker=CircuitBreaker(

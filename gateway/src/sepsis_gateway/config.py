@@ -102,6 +102,13 @@ class GatewaySettings(BaseServiceSettings):
     max_batch_body_bytes: int = Field(
         default=16 * MIB, ge=1, validation_alias=_env("MAX_BATCH_BODY_BYTES")
     )
+    body_read_timeout_s: float = Field(
+        default=15.0,
+        gt=0,
+        validation_alias=_env("BODY_READ_TIMEOUT_S"),
+        description="Time a client has to send a request body once its headers arrived; past "
+        "it, 408 and the connection is closed (a body trickled byte by byte holds nothing).",
+    )
 
     rate_limit_per_minute: int = Field(
         default=6000,

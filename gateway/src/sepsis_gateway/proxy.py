@@ -9,6 +9,7 @@ and every other header stay here. Anything else falls through to the FastAPI app
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
@@ -17,7 +18,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from sepsis_gateway.auth import Role
 from sepsis_gateway.routes.table import PUBLIC_ROUTES, Access, PublicRoute
 from sepsis_gateway.state import STATE_KEY, Gateway, authorise
-from sepsis_shared.errors import InvalidInput, PayloadTooLarge, ServiceError, error_body
+from sepsis_shared.body import check_json_media_type
+from sepsis_shared.errors import (
+    InvalidInput,
+    PayloadTooLarge,
+    RequestTimeout,
+    ServiceError,
+    error_body,
+)
 from sepsis_shared.requestid import REQUEST_ID_HEADER, current_request_id
 
 logger = logging.getLogger("sepsis.gateway.proxy")
@@ -27,6 +35,8 @@ _CONTENT_TYPE = b"content-type"
 _CONTENT_LENGTH = b"content-length"
 _JSON = "application/json"
 _ROLES = {Access.KEY: Role.CLIENT, Access.ADMIN: Role.ADMIN}
+CALLER_ROLE_HEADER = "X-Caller-Role"
+"""Carries the caller's role to the service, which checks it again on its admin routes."""
 
 
 class _MethodNotAllowed(ServiceError):
@@ -38,13 +48,28 @@ class ClientGone(Exception):
     """The client disconnected before its body arrived; nobody is left to answer."""
 
 
-async def read_body(receive: Receive, *, declared: int | None, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it is known to exceed `limit` bytes."""
+async def read_body(
+    receive: Receive, *, declared: int | None, limit: int, timeout_s: float
+) -> bytes:
+    """The request body, refused with 413 as soon as it is known to exceed `limit` bytes and
+    with 408 when it has not all arrived within `timeout_s`."""
     if declared is not None and declared > limit:
         raise PayloadTooLarge(
             f"Request body of {declared} bytes exceeds the limit of {limit} bytes.",
             details={"limit_bytes": limit},
         )
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await _receive_body(receive, limit)
+    except TimeoutError:
+        raise RequestTimeout(
+            f"The request body did not arrive within {timeout_s:g} s.",
+            details={"body_read_timeout_s": timeout_s},
+            headers={"Connection": "close"},
+        ) from None
+
+
+async def _receive_body(receive: Receive, limit: int) -> bytes:
     chunks: list[bytes] = []
     received = 0
     while True:
@@ -140,11 +165,13 @@ class ForwardMiddleware:
         self, route: PublicRoute, gateway: Gateway, scope: Scope, receive: Receive, send: Send
     ) -> None:
         presented: bytes | None = None
+        keys_sent = 0
         content_type: bytes | None = None
         declared: int | None = None
         for name, value in scope["headers"]:
             if name == _API_KEY:
                 presented = value
+                keys_sent += 1
             elif name == _CONTENT_TYPE:
                 content_type = value
             elif name == _CONTENT_LENGTH:
@@ -152,22 +179,27 @@ class ForwardMiddleware:
                     declared = int(value)
                 except ValueError:
                     raise InvalidInput("Content-Length is not a number.") from None
+        headers = {REQUEST_ID_HEADER: current_request_id() or ""}
         role = _ROLES.get(route.access)
         if role is not None:
-            authorise(gateway, presented, role)
+            principal = authorise(gateway, presented, role, copies=keys_sent)
+            headers[CALLER_ROLE_HEADER] = principal.role.name.lower()
 
-        headers = {REQUEST_ID_HEADER: current_request_id() or ""}
         body: bytes | None = None
         if route.method == "POST":
             settings = gateway.settings
+            media = content_type.decode("latin-1") if content_type else None
+            check_json_media_type(media)
             limit = settings.max_batch_body_bytes if route.batch else settings.max_body_bytes
-            body = await read_body(receive, declared=declared, limit=limit)
+            body = await read_body(
+                receive, declared=declared, limit=limit, timeout_s=settings.body_read_timeout_s
+            )
             # Every body route takes JSON; a client that sent no type still means JSON.
-            headers["Content-Type"] = content_type.decode("latin-1") if content_type else _JSON
+            headers["Content-Type"] = media or _JSON
         query: bytes = scope.get("query_string", b"")
         target = f"{route.path}?{query.decode('latin-1')}" if query else route.path
         reply = await gateway.upstreams[route.upstream or ""].call(
-            route.method, target, body=body, headers=headers
+            route.method, target, body=body, headers=headers, control=route.control
         )
         extra = [] if reply.retry_after is None else [(b"retry-after", reply.retry_after)]
         await _send(send, reply.status, reply.body, reply.content_type, extra)

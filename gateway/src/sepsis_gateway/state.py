@@ -51,9 +51,15 @@ api_key_scheme = APIKeyHeader(
 )
 
 
-def authorise(gateway: Gateway, presented: bytes | None, needed: Role) -> Principal:
+def authorise(
+    gateway: Gateway, presented: bytes | None, needed: Role, *, copies: int = 1
+) -> Principal:
     """The caller's principal when its key is valid, has the role and is within its rate
-    limit; else the 401, 403 or 429 to answer."""
+    limit; else the 401, 403 or 429 to answer. `copies`: how many key headers were sent;
+    more than one is refused whatever they hold (which one counts would be up to each proxy
+    on the way)."""
+    if copies > 1:
+        raise Unauthorized(f"Send exactly one {API_KEY_HEADER} header ({copies} were sent).")
     principal = gateway.keys.identify(presented)
     if principal is None:
         if presented:
@@ -71,10 +77,17 @@ def authorise(gateway: Gateway, presented: bytes | None, needed: Role) -> Princi
 
 
 async def require_client(
-    gateway: GatewayDep, presented: Annotated[str | None, Security(api_key_scheme)]
+    request: Request,
+    gateway: GatewayDep,
+    presented: Annotated[str | None, Security(api_key_scheme)],
 ) -> Principal:
     """A valid client or admin key, within its rate limit."""
-    return authorise(gateway, presented.encode() if presented else None, Role.CLIENT)
+    return authorise(
+        gateway,
+        presented.encode() if presented else None,
+        Role.CLIENT,
+        copies=len(request.headers.getlist(API_KEY_HEADER)),
+    )
 
 
 ClientKey = Annotated[Principal, Depends(require_client)]

@@ -38,6 +38,10 @@ logger = logging.getLogger("sepsis.gateway.upstream")
 # uvicorn drops idle keep-alive connections after 5 s; giving them up first avoids sending a
 # request down a connection the server is closing.
 KEEPALIVE_S = 4.0
+CONTROL_MAX_CONNECTIONS = 8
+"""The pool of each upstream's control calls (health probe, configuration, admin, documents):
+apart from the traffic pool, so that calls stuck behind a hanging dependency cannot starve
+them."""
 
 
 class CircuitState(StrEnum):
@@ -160,6 +164,7 @@ class Upstream:
         label: str,
         base_url: str,
         session: aiohttp.ClientSession,
+        control_session: aiohttp.ClientSession,
         connect_timeout_s: float,
         total_timeout_s: float,
         breaker: CircuitBreaker,
@@ -169,6 +174,7 @@ class Upstream:
         self.label = label
         self.base_url = base_url.rstrip("/")
         self.session = session
+        self.control_session = control_session
         self.connect_timeout_s = connect_timeout_s
         self.total_timeout_s = total_timeout_s
         self.timeout = aiohttp.ClientTimeout(total=total_timeout_s, sock_connect=connect_timeout_s)
@@ -275,12 +281,14 @@ class Upstream:
         headers: dict[str, str] | None = None,
         client_timeout: aiohttp.ClientTimeout | None = None,
         measured: bool = True,
+        control: bool = False,
     ) -> UpstreamReply:
         """Send one request through the breaker; raise a ServiceError when no usable answer.
 
         Any HTTP answer (even a 5xx) counts as the upstream being reachable; its status and
         body are returned untouched. `measured=False` keeps the gateway's own housekeeping
-        calls (documents, figures) out of the per-upstream call figures.
+        calls (documents, figures) out of the per-upstream call figures; `control=True` sends
+        the call over the control pool.
         """
         if not self.breaker.allow():
             raise self._unavailable_circuit()
@@ -292,7 +300,8 @@ class Upstream:
             while True:
                 attempts -= 1
                 try:
-                    async with self.session.request(
+                    session = self.control_session if control else self.session
+                    async with session.request(
                         method, url, data=body, headers=headers, timeout=timeout
                     ) as resp:
                         payload = await resp.read()
@@ -356,7 +365,7 @@ class Upstream:
         )
         headers = {REQUEST_ID_HEADER: request_id} if request_id else None
         reply = await self.call(
-            "GET", path, headers=headers, client_timeout=timeout, measured=False
+            "GET", path, headers=headers, client_timeout=timeout, measured=False, control=True
         )
         if reply.status != 200:
             raise UpstreamError(
@@ -376,7 +385,7 @@ class Upstream:
             total=timeout_s, sock_connect=min(timeout_s, self.connect_timeout_s)
         )
         try:
-            async with self.session.get(self.base_url + "/readyz", timeout=timeout) as resp:
+            async with self.control_session.get(self.base_url + "/readyz", timeout=timeout) as resp:
                 await resp.read()
                 status = resp.status
         except (aiohttp.ClientError, TimeoutError) as exc:

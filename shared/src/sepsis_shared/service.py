@@ -6,15 +6,16 @@ from __future__ import annotations
 import hmac
 from collections.abc import Callable, Iterable
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from sepsis_shared.errors import error_body, install_error_handlers
+from sepsis_shared.errors import Forbidden, error_body, install_error_handlers
 from sepsis_shared.logs import configure_logging
 from sepsis_shared.requestid import RequestIdMiddleware
 from sepsis_shared.settings import (
+    CALLER_ROLE_HEADER,
     SERVICE_TOKEN_HEADER,
     BaseServiceSettings,
     InternalServiceSettings,
@@ -62,6 +63,16 @@ def health_router(*, service: str, version: str, readiness: ReadinessCheck) -> A
         return JSONResponse(envelope, status_code=503)
 
     return router
+
+
+async def require_admin_caller(request: Request) -> None:
+    """Dependency of the admin routes: 403 unless the gateway said the caller holds an admin
+    key (read from the request, not declared, so it stays out of the public documents)."""
+    if request.headers.get(CALLER_ROLE_HEADER, "").strip().lower() != "admin":
+        raise Forbidden("This route needs an admin key.")
+
+
+AdminCaller = Depends(require_admin_caller)
 
 
 class ServiceTokenMiddleware:

@@ -17,6 +17,10 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SERVICE_TOKEN_HEADER = "X-Service-Token"
+CALLER_ROLE_HEADER = "X-Caller-Role"
+"""Set by the gateway on what it forwards: the role of the caller's key (`client`, `admin`).
+The services check it again on their admin routes, so that the service token alone does not
+reload a clinical configuration."""
 
 MIN_SECRET_CHARS = 24
 """Shortest key or token accepted: 24 random URL-safe characters carry about 144 bits."""

@@ -27,6 +27,12 @@ class PublicRoute:
     summary: str
     batch: bool = False
 
+    @property
+    def control(self) -> bool:
+        """Health, configuration and admin calls: they go upstream over a pool of their own,
+        never queued behind classification traffic."""
+        return self.method == "GET" or self.access is Access.ADMIN
+
 
 PUBLIC_ROUTES: tuple[PublicRoute, ...] = (
     PublicRoute("/", "GET", Access.NONE, None, "Name, version and the list of endpoints"),

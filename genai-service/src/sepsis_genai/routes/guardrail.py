@@ -11,6 +11,7 @@ from sepsis_genai.guardrail import GuardrailConfigError, guardrail_public_view
 from sepsis_genai.routes.deps import ServicesDep
 from sepsis_genai.schemas import ReloadResult
 from sepsis_shared.errors import ERROR_RESPONSES, InvalidInput
+from sepsis_shared.service import AdminCaller
 
 logger = logging.getLogger("sepsis_genai.guardrail")
 
@@ -27,6 +28,7 @@ async def guardrail_thresholds(services: ServicesDep) -> dict[str, Any]:
     "/genai-guardrail/reload",
     response_model=ReloadResult,
     responses={k: v for k, v in ERROR_RESPONSES.items() if k in (401, 403, 422)},
+    dependencies=[AdminCaller],
 )
 async def guardrail_reload(services: ServicesDep) -> ReloadResult:
     """Re-read and validate the guardrail config; a bad file is rejected and the old one stays."""

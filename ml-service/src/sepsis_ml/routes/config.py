@@ -12,6 +12,7 @@ from sepsis_ml.routes.deps import StateDep
 from sepsis_ml.runtime import ServiceState
 from sepsis_ml.schemas import ConfigView, ModelView, ReloadResult
 from sepsis_shared.errors import ERROR_RESPONSES, InvalidInput
+from sepsis_shared.service import AdminCaller
 
 logger = logging.getLogger("sepsis_ml.config")
 router = APIRouter(tags=["config"])
@@ -44,7 +45,12 @@ async def current_config(state: StateDep) -> ConfigView:
     return config_view(state, state.configs.current)
 
 
-@router.post("/reload-config", response_model=ReloadResult, responses=ERROR_RESPONSES)
+@router.post(
+    "/reload-config",
+    response_model=ReloadResult,
+    responses=ERROR_RESPONSES,
+    dependencies=[AdminCaller],
+)
 async def reload_config(state: StateDep) -> ReloadResult:
     """Re-read and validate the config file; a bad file is rejected and the old one stays."""
     in_force = state.configs.current
