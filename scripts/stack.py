@@ -2,7 +2,9 @@
 
 `scripts/run` runs this file; the end-to-end tests import it and start the very same stack on
 free ports with their own keys. Every process started here lives in its own process group and
-is stopped with that group, so Ctrl-C (SIGINT) or SIGTERM leaves nothing running.
+is stopped with that group, so Ctrl-C (SIGINT) or SIGTERM leaves nothing running. Under
+`scripts/run`, a process that dies is reported with its log and started again after a bounded
+back-off (1 s, doubling to at most 30 s; see `RestartBackoff`).
 
 Environment (all optional):
     GATEWAY_PORT 8000, ML_PORT 8001, GENAI_PORT 8002, REDIS_PORT 6379, STACK_HOST 127.0.0.1
@@ -264,6 +266,8 @@ class ManagedProcess:
         self.log_path = log_path
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
+        self.started_at: float | None = None
+        """time.monotonic() of the last start."""
 
     @property
     def pid(self) -> int | None:
@@ -272,7 +276,9 @@ class ManagedProcess:
     def start(self) -> None:
         """Start the process (a new session, so a terminal's Ctrl-C reaches only the launcher)."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = self.log_path.open("ab")
+        if self._log is None:
+            self._log = self.log_path.open("ab")
+        self.started_at = time.monotonic()
         self._proc = subprocess.Popen(
             self.argv,
             cwd=REPO_ROOT,
@@ -317,6 +323,36 @@ class ManagedProcess:
         except OSError:
             return "(no log)"
         return "\n".join(text.splitlines()[-lines:])
+
+
+@dataclass
+class RestartBackoff:
+    """When to start a process again that died: after `first_s`, doubling with each death that
+    follows quickly on a restart, at most `max_s` apart; a process that had stayed up for
+    `stable_s` starts the count afresh. Bounded in wait, not in attempts: a service that keeps
+    failing is tried again every `max_s` and each death is reported with its log."""
+
+    first_s: float = 1.0
+    max_s: float = 30.0
+    stable_s: float = 60.0
+    failures: int = 0
+    due_at: float | None = None
+
+    def schedule(self, *, now: float, up_for_s: float) -> float:
+        """Note a death; the delay before the restart (also kept as `due_at`)."""
+        if up_for_s >= self.stable_s:
+            self.failures = 0
+        delay = min(self.max_s, self.first_s * 2.0**self.failures)
+        self.failures += 1
+        self.due_at = now + delay
+        return delay
+
+    def due(self, now: float) -> bool:
+        """Whether a scheduled restart should happen now (it is then no longer scheduled)."""
+        if self.due_at is None or now < self.due_at:
+            return False
+        self.due_at = None
+        return True
 
 
 def http_status(url: str, *, timeout_s: float = 2.0) -> int | None:
@@ -662,6 +698,35 @@ def write_env_file(stack: LocalStack) -> Path:
     return path
 
 
+def supervise(
+    processes: Mapping[str, ManagedProcess],
+    restarts: dict[str, RestartBackoff],
+    *,
+    now: float,
+    out: TextIO,
+) -> None:
+    """One look at every process: a dead one is reported with its status and log and started
+    again once its back-off has passed (the gateway and the services wait for Redis and each
+    other by themselves: they answer 503 until what they need is back)."""
+    for name, process in list(processes.items()):
+        code = process.exit_code()
+        if code is None:
+            continue
+        backoff = restarts.setdefault(name, RestartBackoff())
+        if backoff.due_at is None:
+            up_for = now - (process.started_at if process.started_at is not None else now)
+            delay = backoff.schedule(now=now, up_for_s=up_for)
+            print(
+                f"! {name} exited with status {code} after {up_for:.0f} s; restarting it in "
+                f"{delay:.0f} s; its log ({process.log_path}) ends with:\n{process.log_tail(5)}",
+                file=out,
+                flush=True,
+            )
+        elif backoff.due(now):
+            process.start()
+            print(f"{name}: restarted (pid {process.pid})", file=out, flush=True)
+
+
 class _Shutdown(Exception):
     """Raised from the signal handler to unwind into the cleanup."""
 
@@ -696,18 +761,10 @@ def main(argv: list[str] | None = None) -> int:
         stack.start()
         env_file = write_env_file(stack)
         print(banner(stack, env_file=env_file), flush=True)  # noqa: T201
-        reported: set[str] = set()
+        restarts: dict[str, RestartBackoff] = {}
         while True:
-            time.sleep(1.0)
-            for name, process in list(stack.processes.items()):
-                code = process.exit_code()
-                if code is not None and name not in reported:
-                    reported.add(name)
-                    print(  # noqa: T201
-                        f"! {name} exited with status {code}; see {process.log_path}",
-                        file=sys.stderr,
-                        flush=True,
-                    )
+            time.sleep(0.5)
+            supervise(stack.processes, restarts, now=time.monotonic(), out=sys.stderr)
     except (_Shutdown, KeyboardInterrupt):
         print("\nstopping...", file=sys.stderr, flush=True)  # noqa: T201
         return 0

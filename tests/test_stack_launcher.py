@@ -161,3 +161,45 @@ def test_without_redis_the_stack_says_how_to_get_it(
     assert plan.url == f"redis://127.0.0.1:{port}/0"
     assert "apt-get install redis-server" in out.getvalue()
     assert not stack.processes  # nothing was launched
+
+
+def test_restart_backoff_doubles_to_its_bound_and_starts_afresh_after_a_stable_run(
+    stack_launcher: ModuleType,
+) -> None:
+    backoff = stack_launcher.RestartBackoff(first_s=1.0, max_s=8.0, stable_s=60.0)
+    quick = [backoff.schedule(now=0.0, up_for_s=2.0) for _ in range(6)]
+    assert quick == [1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
+    assert backoff.schedule(now=0.0, up_for_s=600.0) == 1.0
+    assert (backoff.due(0.5), backoff.due(1.0), backoff.due(5.0)) == (False, True, False)
+
+
+def test_a_process_that_dies_is_reported_and_started_again_after_its_backoff(
+    stack_launcher: ModuleType, tmp_path: Path
+) -> None:
+    marker = tmp_path / "starts"
+    argv = [sys.executable, "-c", f"open({str(marker)!r}, 'a').write('x'); raise SystemExit(3)"]
+    process = stack_launcher.ManagedProcess(
+        "ml-service", argv, env=dict(os.environ), log_path=tmp_path / "ml.log"
+    )
+    process.start()
+    deadline = time.monotonic() + 30
+    while process.exit_code() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    restarts: dict[str, object] = {}
+    out = io.StringIO()
+    processes = {"ml-service": process}
+    supervise = stack_launcher.supervise
+    supervise(processes, restarts, now=100.0, out=out)  # noticed: restart due at 101
+    supervise(processes, restarts, now=100.5, out=out)  # not yet
+    assert marker.read_text() == "x"
+    supervise(processes, restarts, now=101.0, out=out)  # restarted
+    while process.exit_code() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        assert marker.read_text() == "xx"
+        report = out.getvalue()
+        assert "ml-service exited with status 3" in report
+        assert "restarting it in 1 s" in report
+        assert "ml-service: restarted" in report
+    finally:
+        process.stop()
