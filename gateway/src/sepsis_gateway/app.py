@@ -15,13 +15,14 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from sepsis_gateway.auth import KeyRing
+from sepsis_gateway.cds_state import CDS_STATE_KEY, Cds, open_cds
 from sepsis_gateway.config import GatewaySettings
 from sepsis_gateway.metrics import Metrics, access_log_fields, access_logger
 from sepsis_gateway.monitor import watch_upstreams
 from sepsis_gateway.openapi import ApiDocs
 from sepsis_gateway.proxy import ForwardMiddleware
 from sepsis_gateway.ratelimit import RateLimiter
-from sepsis_gateway.routes import fhir, meta, performance
+from sepsis_gateway.routes import cds, fhir, meta, performance
 from sepsis_gateway.routes.meta import API_NAME
 from sepsis_gateway.routes.table import GENAI, ML, PUBLIC_ROUTES, UPSTREAM_LABELS
 from sepsis_gateway.state import STATE_KEY, Gateway
@@ -66,7 +67,7 @@ def create_app(settings: GatewaySettings | None = None) -> ASGIApp:
     metrics = Metrics()
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Gateway]]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Gateway | Cds]]:
         async with AsyncExitStack() as stack:
             upstreams: dict[str, Upstream] = {}
             for name, url, connect_s, total_s in (
@@ -133,7 +134,8 @@ def create_app(settings: GatewaySettings | None = None) -> ASGIApp:
                     await probe
 
             stack.push_async_callback(stop_probe)
-            yield {STATE_KEY: gateway}
+            cds_state = await stack.enter_async_context(open_cds(settings))
+            yield {STATE_KEY: gateway, CDS_STATE_KEY: cds_state}
 
     app = FastAPI(
         title=API_NAME,
@@ -150,6 +152,7 @@ def create_app(settings: GatewaySettings | None = None) -> ASGIApp:
     app.include_router(meta.router)
     app.include_router(performance.router)
     app.include_router(fhir.router)
+    app.include_router(cds.router)
     # Logging and the error envelope; the request ids come from the front below.
     setup_service_app(app, service="gateway", settings=settings, request_ids=False)
     # The forwarded routes (the hot path) are answered by pure ASGI ahead of FastAPI and its

@@ -24,6 +24,7 @@ from pydantic import (
 )
 from pydantic_settings import SettingsConfigDict
 
+from sepsis_gateway.jwt_auth import parse_clients
 from sepsis_shared.settings import BaseServiceSettings, check_secret
 
 MIB = 1024 * 1024
@@ -138,6 +139,39 @@ class GatewaySettings(BaseServiceSettings):
     openapi_cache_ttl_s: float = Field(
         default=300.0, gt=0, validation_alias=_env("OPENAPI_CACHE_TTL_S")
     )
+
+    # CDS Hooks (DESIGN §4a): who may call, and where the feedback and seen JWT ids live.
+    cds_public_url: str | None = Field(
+        default=None,
+        validation_alias=_env("CDS_PUBLIC_URL"),
+        description="The gateway's base URL as CDS clients call it: a JWT's aud must be this "
+        "plus the path called (e.g. https://cds.example.org/cds-services/sepsis-risk).",
+    )
+    cds_clients: str | None = Field(
+        default=None,
+        validation_alias=_env("CDS_CLIENTS"),
+        description='Allowed CDS clients as JSON: {"<iss>": {"jwks_url": "https://..."}} '
+        '(or "jwks": {...} inline, or "jwks_file": path); public keys only.',
+    )
+    cds_jwt_max_lifetime_s: float = Field(
+        default=300.0, gt=0, validation_alias=_env("CDS_JWT_MAX_LIFETIME_S")
+    )
+    cds_feedback_ttl_s: int = Field(
+        default=90 * 24 * 3600, ge=60, validation_alias=_env("CDS_FEEDBACK_TTL_S")
+    )
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0", validation_alias=_env("REDIS_URL"))
+    gateway_redis_namespace: str = Field(
+        default="sepsis:gateway", min_length=1, validation_alias=_env("GATEWAY_REDIS_NAMESPACE")
+    )
+    gateway_redis_timeout_s: float = Field(
+        default=0.5, gt=0, validation_alias=_env("GATEWAY_REDIS_TIMEOUT_S")
+    )
+
+    @field_validator("cds_clients")
+    @classmethod
+    def _cds_clients_parse(cls, value: str | None) -> str | None:
+        parse_clients(value)  # raises naming the entry at fault
+        return value
 
     @field_validator("api_key", "api_keys", "admin_api_keys", "service_token")
     @classmethod

@@ -12,7 +12,7 @@ from sepsis_shared.metrics import LatencySummary
 class Endpoint(BaseModel):
     path: str
     method: str
-    auth: Literal["none", "key", "admin"]
+    auth: Literal["none", "key", "admin", "jwt"]
     summary: str
 
 
@@ -95,4 +95,9 @@ class Performance(BaseModel):
     )
     upstreams: dict[str, Any] = Field(
         description='Each upstream\'s own figures, or `{"status": "unavailable"}` with why.'
+    )
+    cds_feedback: dict[str, Any] = Field(
+        description="CDS Hooks cards issued and the feedback on them per priority: accepted, "
+        "overridden, acceptance and override rates, override reasons; "
+        '`{"status": "unavailable"}` when the store cannot be read.'
     )

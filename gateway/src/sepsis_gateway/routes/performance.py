@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import redis
 from fastapi import APIRouter
 
+from sepsis_gateway.cds_state import CdsDep
 from sepsis_gateway.schemas import Performance
 from sepsis_gateway.state import ClientKey, GatewayDep
 from sepsis_gateway.upstream import Upstream
@@ -38,14 +40,20 @@ async def _upstream_figures(upstream: Upstream) -> dict[str, Any]:
     response_model=Performance,
     responses={k: v for k, v in ERROR_RESPONSES.items() if k in (401, 429)},
 )
-async def performance(gateway: GatewayDep, _: ClientKey) -> Performance:
-    """Counts, error rates and latency p50/p95/p99 per route since start, and each upstream's."""
+async def performance(gateway: GatewayDep, cds: CdsDep, _: ClientKey) -> Performance:
+    """Counts, error rates and latency p50/p95/p99 per route since start, each upstream's, and
+    the CDS Hooks feedback."""
     names = list(gateway.upstreams)
     results = await asyncio.gather(*(_upstream_figures(gateway.upstreams[n]) for n in names))
+    try:
+        feedback = await cds.feedback.summary()
+    except (redis.RedisError, OSError):
+        feedback = {"status": "unavailable", "reason": "the feedback store (Redis) is unavailable"}
     return Performance.model_validate(
         {
             "service": "gateway",
             **gateway.metrics.snapshot(),
             "upstreams": dict(zip(names, results, strict=True)),
+            "cds_feedback": feedback,
         }
     )

@@ -10,6 +10,7 @@ class Access(StrEnum):
     NONE = "none"
     KEY = "key"
     ADMIN = "admin"
+    JWT = "jwt"  # a CDS client's signed JWT (CDS Hooks)
 
 
 ML = "ml"
@@ -109,6 +110,23 @@ PUBLIC_ROUTES: tuple[PublicRoute, ...] = (
         Access.KEY,
         None,
         "Assess the patient of a FHIR R4 Bundle (LLM + guardrail)",
+    ),
+    PublicRoute(
+        "/cds-services", "GET", Access.JWT, None, "CDS Hooks discovery (the sepsis-risk service)"
+    ),
+    PublicRoute(
+        "/cds-services/sepsis-risk",
+        "POST",
+        Access.JWT,
+        None,
+        "CDS Hooks patient-view: a sepsis risk card from the prefetched patient",
+    ),
+    PublicRoute(
+        "/cds-services/sepsis-risk/feedback",
+        "POST",
+        Access.JWT,
+        None,
+        "CDS Hooks feedback: cards accepted or overridden, with reasons",
     ),
     PublicRoute(
         "/performance",
