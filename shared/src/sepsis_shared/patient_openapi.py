@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from sepsis_shared.patient_types import (
+    MAX_INT_PATIENT_ID,
     MAX_NOTES_CHARS,
     MAX_PATIENT_ID_CHARS,
     MAX_POINTS_PER_VARIABLE,
@@ -88,7 +89,9 @@ _POINT_SCHEMA: Final[Mapping[str, Any]] = {
 
 def _value_schema(spec: VariableSpec) -> dict[str, Any]:
     unit = f" ({spec.unit})" if spec.unit else ""
-    number: dict[str, Any] = {"type": "number", "minimum": spec.low, "maximum": spec.high}
+    # No minimum/maximum: a value outside the range is not refused but left out of the
+    # assessment and listed in `data_quality` (or read another way, such as FiO2 20 as 20 %).
+    number: dict[str, Any] = {"type": "number"}
     if spec.name == "Consciousness":
         number = {
             "oneOf": [
@@ -98,8 +101,10 @@ def _value_schema(spec: VariableSpec) -> dict[str, Any]:
         }
     aliases = f" Also accepted as: {', '.join(spec.aliases)}." if spec.aliases else ""
     return {
-        "description": f"{spec.description}{unit}, accepted {spec.range_text}.{aliases}",
+        "description": f"{spec.description}{unit}, used {spec.range_text} (a value outside it "
+        f"is left out and listed in `data_quality`); null: not sent.{aliases}",
         "oneOf": [
+            {"type": "null"},
             number,
             {
                 "type": "array",
@@ -123,34 +128,39 @@ def _demographic_schema(spec: VariableSpec) -> dict[str, Any]:
     unit = f" ({spec.unit})" if spec.unit else ""
     if spec.name == "Gender":
         return {
-            "description": "Sex: 0 = female, 1 = male, or the words female/male (f/m).",
+            "description": "Sex: 0 = female, 1 = male, or the words female/male (f/m); null: "
+            "not sent.",
             "oneOf": [
+                {"type": "null"},
                 {"type": "integer", "enum": [0, 1]},
                 {"type": "string", "enum": ["female", "male", "f", "m"]},
             ],
         }
     return {
-        "type": "number",
-        "minimum": spec.low,
-        "maximum": spec.high,
-        "description": f"{spec.description}{unit}.",
+        "type": ["number", "null"],
+        "description": f"{spec.description}{unit}, used {spec.range_text} (a value outside it "
+        "is left out and listed in `data_quality`); null: not sent.",
     }
 
 
 def _meta_properties() -> dict[str, Any]:
     return {
         "patient_id": {
-            "type": "string",
+            "type": ["string", "integer", "null"],
+            "minLength": 1,
             "maxLength": MAX_PATIENT_ID_CHARS,
-            "description": "The client's identifier, echoed back; never logged.",
+            "minimum": -(MAX_INT_PATIENT_ID - 1),
+            "maximum": MAX_INT_PATIENT_ID - 1,
+            "description": "The client's identifier (a string, or a whole number echoed back as "
+            "a string), echoed back; never logged. null: none.",
         },
         "notes": {
-            "type": "string",
+            "type": ["string", "null"],
             "maxLength": MAX_NOTES_CHARS,
-            "description": "Free-text nursing notes (used by the GenAI pathway).",
+            "description": "Free-text nursing notes (used by the GenAI pathway). null: none.",
         },
         "patient_history": {
-            "type": "object",
+            "type": ["object", "null"],
             "additionalProperties": False,
             "properties": {
                 "conditions": {"type": "array", "items": {"type": "string"}},
@@ -158,11 +168,11 @@ def _meta_properties() -> dict[str, Any]:
             },
         },
         "units": {
-            "type": "object",
+            "type": ["object", "null"],
             "description": (
                 "Units of values not sent in the canonical unit, by variable: Temp degF; "
                 "Lactate mg/dL; Creatinine, Bilirubin_total, Bilirubin_direct umol/L; "
-                "Glucose mmol/L; FiO2 %; Hgb g/L. An unknown unit is a 422."
+                "Glucose mmol/L; FiO2 %; Hgb g/L. An unknown unit is a 422; null: none."
             ),
             "additionalProperties": {"type": "string"},
             "example": {"Temp": "degF", "Lactate": "mg/dL"},
