@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from sepsis_shared.patient_types import (
+    MAX_HISTORY_ITEM_CHARS,
+    MAX_HISTORY_ITEMS,
     MAX_INT_PATIENT_ID,
     MAX_NOTES_CHARS,
     MAX_PATIENT_ID_CHARS,
@@ -163,8 +165,12 @@ def _meta_properties() -> dict[str, Any]:
             "type": ["object", "null"],
             "additionalProperties": False,
             "properties": {
-                "conditions": {"type": "array", "items": {"type": "string"}},
-                "medications": {"type": "array", "items": {"type": "string"}},
+                name: {
+                    "type": ["array", "null"],
+                    "maxItems": MAX_HISTORY_ITEMS,
+                    "items": {"type": "string", "maxLength": MAX_HISTORY_ITEM_CHARS},
+                }
+                for name in ("conditions", "medications")
             },
         },
         "units": {
@@ -195,7 +201,7 @@ def _patient_schemas() -> tuple[dict[str, Any], dict[str, Any]]:
         "additionalProperties": False,
     }
     vitals = {
-        "type": "object",
+        "type": ["object", "null"],
         "description": "Vital signs, labs and bedside inputs by name (and optionally the "
         "demographics).",
         "properties": {**series, **demo},
@@ -209,9 +215,9 @@ def _patient_schemas() -> tuple[dict[str, Any], dict[str, Any]]:
             **meta,
             "vitals": vitals,
             "labs": {
-                "type": "object",
+                "type": ["object", "null"],
                 "description": "Optional second map, e.g. for laboratory values; the same names "
-                "and value forms as `vitals`.",
+                "and value forms as `vitals`. null: none.",
             },
             **demo,
         },
