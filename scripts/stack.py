@@ -193,11 +193,12 @@ class StackConfig:
             LOG_FORMAT=self.log_format,
             PYTHONUNBUFFERED="1",
         )
-        if name == GENAI:
+        if name in (GENAI, GATEWAY):
+            # genai-service: its answer cache; the gateway: CDS Hooks feedback and seen JWT ids
             env["REDIS_URL"] = redis_url
-            if not redis_available:
-                # No Redis at all: say so plainly (cache "disabled") instead of retrying it.
-                env.setdefault("GENAI_CACHE_ENABLED", "false")
+        if name == GENAI and not redis_available:
+            # No Redis at all: say so plainly (cache "disabled") instead of retrying it.
+            env.setdefault("GENAI_CACHE_ENABLED", "false")
         if name == GATEWAY:
             if self.api_key:
                 env["API_KEY"] = self.api_key

@@ -76,6 +76,7 @@ def test_each_service_gets_only_what_it_needs(stack_launcher: ModuleType) -> Non
         assert not {"API_KEY", "API_KEYS", "ADMIN_API_KEYS"} & set(service_env)
     assert ml["SERVICE_TOKEN"] == genai["SERVICE_TOKEN"] == gateway["SERVICE_TOKEN"] == "t"
     assert genai["REDIS_URL"] == redis
+    assert gateway["REDIS_URL"] == redis  # CDS Hooks feedback and seen JWT ids
     assert genai["AZURE_OPENAI_MODEL"] == "m"
     assert "GENAI_CACHE_ENABLED" not in genai
     assert gateway["API_KEY"] == "k"

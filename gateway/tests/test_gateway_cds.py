@@ -18,6 +18,7 @@ from typing import Any
 import jwt
 import pytest
 import redis
+from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 ISS = "https://ehr.hospital.test"
@@ -267,6 +268,52 @@ async def test_replayed_jti_is_refused(stack, cds, keys):
     again = await cds.get("/cds-services", headers=bearer(signed))
     assert again.status_code == 401
     assert "replay" in stack.envelope(again)["message"]
+
+
+@pytest.fixture
+async def jwks_server(keys):
+    """The EHR's JWK Set served over HTTP, counting the fetches."""
+    fetches: list[str] = []
+
+    async def serve(request: web.Request) -> web.Response:
+        fetches.append(request.path)
+        return web.json_response(keys["jwks"])
+
+    app = web.Application()
+    app.router.add_get("/jwks", serve)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = _free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield f"http://127.0.0.1:{port}/jwks", fetches
+    await runner.cleanup()
+
+
+async def test_keys_fetched_from_the_clients_jwks_url_and_jku_checked(
+    stack, keys, redis_url, jwks_server
+):
+    url, fetches = jwks_server
+    client = await stack.start(
+        cds_public_url=PUBLIC,
+        cds_clients=json.dumps({ISS: {"jwks_url": url}}),
+        redis_url=redis_url,
+        gateway_redis_namespace=f"test-cds:{uuid.uuid4().hex}",
+    )
+    for _ in range(2):
+        r = await client.get("/cds-services", headers=bearer(token(keys, "/cds-services")))
+        assert r.status_code == 200, r.text
+    assert fetches == ["/jwks"]  # fetched once, then cached
+    now = int(time.time())
+    claims = {"iss": ISS, "aud": PUBLIC + "/cds-services", "exp": now + 60, "iat": now}
+    for jku, status in ((url, 200), ("https://elsewhere.test/jwks", 401)):
+        signed = jwt.encode(
+            claims | {"jti": str(uuid.uuid4())},
+            keys["ec"],
+            algorithm="ES384",
+            headers={"kid": "ec-1", "typ": "JWT", "jku": jku},
+        )
+        r = await client.get("/cds-services", headers=bearer(signed))
+        assert r.status_code == status, r.text
 
 
 async def test_cds_unconfigured_is_503_naming_the_settings(stack, redis_url):

@@ -36,85 +36,72 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
-from decimal import Decimal
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Final
 
-from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.codeableconcept import CodeableConcept
 from fhir.resources.R4B.period import Period
 from fhir.resources.R4B.quantity import Quantity
 from fhir.resources.R4B.reference import Reference
-from pydantic import ValidationError
 
 from sepsis_gateway.fhir_codes import (
     BP_PANEL,
     LOINC_SYSTEM,
-    OBSERVATION_CATEGORY_SYSTEM,
     RXNORM_SYSTEM,
-    UCUM_SYSTEM,
-    VASOPRESSOR_RXNORM,
-    VASOPRESSOR_WORDS,
     Target,
     oxygen_saturation_target,
 )
-from sepsis_shared.errors import InvalidInput
+from sepsis_gateway.fhir_elements import (
+    Point,
+    Reader,
+    age_at,
+    all_codes,
+    category_codes,
+    codes_in,
+    component_target,
+    concept_text,
+    effective_time,
+    effective_time_or_none,
+    first_coding,
+    instant,
+    invalid,
+    is_vasopressor,
+    iso,
+    quantity_value,
+    ref_text,
+    validate_bundle,
+)
 from sepsis_shared.patient_types import MAX_NOTES_CHARS
 from sepsis_shared.variables import VARIABLES
 
 __all__ = ["FhirConversion", "bundle_to_patient"]
 
-BUNDLE_TYPES: Final = ("collection", "searchset", "transaction")
+
 _USED_STATUSES: Final = frozenset({"final", "amended", "corrected", "preliminary", "unknown"})
+
+
 _LEFT_OUT_STATUSES: Final = {
     "entered-in-error": "entered in error",
     "cancelled": "cancelled",
     "registered": "registered, no result yet",
 }
-_CONDITION_LEFT_OUT: Final = frozenset({"refuted", "entered-in-error"})
-_CONDITION_INACTIVE: Final = frozenset({"inactive", "resolved", "remission"})
-_MED_STATEMENT_USED: Final = frozenset({"active", "intended", "on-hold"})
-_MED_ADMIN_LEFT_OUT: Final = frozenset({"not-done", "entered-in-error"})
-_CRITICAL_INTERPRETATIONS: Final = frozenset({"HH", "LL", "AA", "HU", "LU"})
-_MAX_ERRORS: Final = 20
 
-# Unit spellings found in `Quantity.unit` (the human-readable unit) that are not UCUM codes,
-# and the UCUM code each means. Only `unit` is read this way; a `code` must be UCUM.
-_UNIT_SPELLINGS: Final = {
-    "mmhg": "mm[Hg]",
-    "bpm": "/min",
-    "beats/min": "/min",
-    "breaths/min": "/min",
-    "°c": "Cel",
-    "degc": "Cel",
-    "c": "Cel",
-    "celsius": "Cel",
-    "°f": "[degF]",
-    "degf": "[degF]",
-    "f": "[degF]",
-    "fahrenheit": "[degF]",
-    "mg/dl": "mg/dL",
-    "mmol/l": "mmol/L",
-    "umol/l": "umol/L",
-    "µmol/l": "umol/L",
-    "meq/l": "meq/L",
-    "g/dl": "g/dL",
-    "g/l": "g/L",
-    "u/l": "U/L",
-    "iu/l": "[IU]/L",
-    "k/ul": "10*3/uL",
-    "10^3/ul": "10*3/uL",
-    "10^9/l": "10*9/L",
-    "x10^9/l": "10*9/L",
-    "ng/ml": "ng/mL",
-    "ng/l": "ng/L",
-    "l/min": "L/min",
-    "sec": "s",
-    "seconds": "s",
-}
+
+_CONDITION_LEFT_OUT: Final = frozenset({"refuted", "entered-in-error"})
+
+
+_CONDITION_INACTIVE: Final = frozenset({"inactive", "resolved", "remission"})
+
+
+_MED_STATEMENT_USED: Final = frozenset({"active", "intended", "on-hold"})
+
+
+_MED_ADMIN_LEFT_OUT: Final = frozenset({"not-done", "entered-in-error"})
+
+
+_CRITICAL_INTERPRETATIONS: Final = frozenset({"HH", "LL", "AA", "HU", "LU"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,190 +114,6 @@ class FhirConversion:
     sources: dict[str, str]
 
 
-@dataclass(slots=True)
-class _Point:
-    variable: str
-    ts: datetime
-    value: float
-    location: str
-
-
-@dataclass(slots=True)
-class _Reader:
-    errors: list[dict[str, str]] = field(default_factory=list)
-    used: list[dict[str, Any]] = field(default_factory=list)
-    not_used: list[dict[str, Any]] = field(default_factory=list)
-    said: list[str] = field(default_factory=list)
-    points: list[_Point] = field(default_factory=list)
-    conditions: list[str] = field(default_factory=list)
-    medications: list[str] = field(default_factory=list)
-    notes: list[tuple[datetime | None, str, str]] = field(default_factory=list)
-
-    def err(self, path: str, resource: str, message: str) -> None:
-        self.errors.append({"field": path, "resource": resource, "message": message})
-
-    def skip(self, resource: str, path: str, reason: str, **extra: Any) -> None:
-        self.not_used.append({"resource": resource, "path": path, **extra, "reason": reason})
-
-
-def _invalid(errors: Sequence[dict[str, str]]) -> InvalidInput:
-    shown = errors[:_MAX_ERRORS]
-    first = shown[0]
-    more = f" ({len(errors)} problems in all)" if len(errors) > 1 else ""
-    return InvalidInput(
-        f"Invalid FHIR Bundle: {first['field']}: {first['message']}{more}", details=list(shown)
-    )
-
-
-def _loc_path(prefix: str, loc: Iterable[int | str]) -> str:
-    out = prefix
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return out
-
-
-def _validate(raw: object) -> Bundle:
-    if not isinstance(raw, dict):
-        raise _invalid(
-            [{"field": "Bundle", "resource": "Bundle", "message": "expected a JSON object"}]
-        )
-    if raw.get("resourceType") != "Bundle":
-        raise _invalid(
-            [
-                {
-                    "field": "resourceType",
-                    "resource": str(raw.get("resourceType")),
-                    "message": 'expected a FHIR R4 Bundle ("resourceType": "Bundle")',
-                }
-            ]
-        )
-    btype = raw.get("type")
-    if btype not in BUNDLE_TYPES:
-        raise _invalid(
-            [
-                {
-                    "field": "Bundle.type",
-                    "resource": "Bundle",
-                    "message": f"expected one of {', '.join(BUNDLE_TYPES)}, got {btype!r}",
-                }
-            ]
-        )
-    entries = raw.get("entry")
-    errors: list[dict[str, str]] = []
-    if isinstance(entries, list):
-        for i, entry in enumerate(entries):
-            resource = entry.get("resource") if isinstance(entry, dict) else None
-            if not isinstance(resource, dict):
-                continue
-            name = resource.get("resourceType")
-            try:
-                get_fhir_model_class(str(name))
-            except (KeyError, ValueError, LookupError):
-                errors.append(
-                    {
-                        "field": f"Bundle.entry[{i}].resource.resourceType",
-                        "resource": str(name),
-                        "message": f"{name!r} is not a FHIR R4 resource type",
-                    }
-                )
-    if errors:
-        raise _invalid(errors)
-    try:
-        return Bundle.model_validate(raw)
-    except ValidationError as exc:
-        problems = []
-        for e in exc.errors(include_url=False)[:_MAX_ERRORS]:
-            loc = e["loc"]
-            resource = "Bundle"
-            if len(loc) >= 3 and loc[0] == "entry" and isinstance(loc[1], int):
-                res = entries[loc[1]].get("resource", {}) if isinstance(entries, list) else {}
-                resource = _ref_text(res.get("resourceType"), res.get("id"), None) or resource
-            problems.append(
-                {"field": _loc_path("Bundle", loc), "resource": resource, "message": e["msg"]}
-            )
-        raise _invalid(problems) from None
-
-
-def _ref_text(rtype: object, rid: object, full_url: str | None) -> str:
-    if rtype and rid:
-        return f"{rtype}/{rid}"
-    return full_url or str(rtype or "")
-
-
-def _codes(concept: CodeableConcept | None, system: str) -> list[str]:
-    if concept is None:
-        return []
-    return [c.code for c in concept.coding or [] if c.system == system and c.code]
-
-
-def _concept_text(concept: CodeableConcept | None) -> str | None:
-    if concept is None:
-        return None
-    if concept.text:
-        return str(concept.text)
-    for coding in concept.coding or []:
-        if coding.display:
-            return str(coding.display)
-    for coding in concept.coding or []:
-        if coding.code:
-            return str(coding.code)
-    return None
-
-
-def _first_coding(concept: CodeableConcept | None) -> dict[str, str]:
-    for coding in (concept.coding if concept else None) or []:
-        out = {"code": str(coding.code)} if coding.code else {}
-        if coding.system:
-            out["system"] = str(coding.system)
-        if coding.display:
-            out["display"] = str(coding.display)
-        return out
-    text = _concept_text(concept)
-    return {"display": text} if text else {}
-
-
-def _instant(value: object) -> datetime | None:
-    if isinstance(value, datetime):
-        return value.astimezone(UTC)
-    return None
-
-
-def _effective(resource: Any, path: str, ref: str, reader: _Reader) -> datetime | None:
-    """The time a resource describes; an error when it has none or only a date."""
-    for name in ("effectiveDateTime", "effectiveInstant"):
-        value = getattr(resource, name, None)
-        if value is not None:
-            if isinstance(value, datetime):
-                return value.astimezone(UTC)
-            reader.err(f"{path}.{name}", ref, "a date without a time of day cannot be placed")
-            return None
-    period: Period | None = getattr(resource, "effectivePeriod", None)
-    if period is not None:
-        for name in ("end", "start"):
-            value = getattr(period, name)
-            if isinstance(value, datetime):
-                return value.astimezone(UTC)
-            if value is not None:
-                reader.err(f"{path}.effectivePeriod.{name}", ref, "a date without a time of day")
-                return None
-    issued = _instant(getattr(resource, "issued", None))
-    if issued is not None:
-        reader.said.append(f"{ref}: no effective time; its issued time was used")
-        return issued
-    reader.err(f"{path}.effective[x]", ref, "no effectiveDateTime, effectivePeriod or issued time")
-    return None
-
-
-def _ucum(q: Quantity) -> tuple[str | None, str]:
-    """The UCUM code of a quantity and the element it was read from."""
-    if q.code and (q.system is None or q.system == UCUM_SYSTEM):
-        return str(q.code), "code"
-    if q.unit:
-        text = str(q.unit).strip()
-        return _UNIT_SPELLINGS.get(text.lower(), text), "unit"
-    return None, "code"
-
-
 class _Patients:
     """The Bundle's Patient and the references that point at it."""
 
@@ -319,7 +122,7 @@ class _Patients:
         self.label: str | None = None
         self.seen_subject: str | None = None
 
-    def check(self, subject: Reference | None, path: str, ref: str, reader: _Reader) -> None:
+    def check(self, subject: Reference | None, path: str, ref: str, reader: Reader) -> None:
         target = subject.reference if subject is not None else None
         if not target:
             return
@@ -342,57 +145,10 @@ class _Patients:
             )
 
 
-def _number(
-    q: Quantity | None,
-    integer: int | None,
-    target: Target,
-    path: str,
-    ref: str,
-    reader: _Reader,
-) -> tuple[float, str | None, float, str | None] | None:
-    """(value in the variable's unit, UCUM unit sent, value sent, comparator), or None after
-    an error."""
-    spec = VARIABLES[target.variable]
-    if integer is not None:
-        if not target.unitless:
-            reader.err(
-                f"{path}.valueInteger",
-                ref,
-                f"{target.variable} needs a Quantity with a UCUM unit ({spec.unit})",
-            )
-            return None
-        return float(integer), None, float(integer), None
-    assert q is not None
-    if q.value is None:
-        reader.err(f"{path}.valueQuantity.value", ref, "a Quantity without a value")
-        return None
-    sent = float(Decimal(q.value))
-    unit, element = _ucum(q)
-    if unit is None:
-        if target.unitless:
-            return sent, None, sent, q.comparator
-        reader.err(
-            f"{path}.valueQuantity.code",
-            ref,
-            f"no unit for {target.variable}; send a UCUM unit ({', '.join(sorted(target.units))})",
-        )
-        return None
-    convert = target.units.get(unit)
-    if convert is None:
-        reader.err(
-            f"{path}.valueQuantity.{element}",
-            ref,
-            f"unit {unit!r} cannot be converted to {spec.unit or 'a plain number'} for "
-            f"{target.variable}; UCUM units accepted: {', '.join(sorted(target.units))}",
-        )
-        return None
-    return convert(sent), unit, sent, q.comparator
-
-
 class _BundleReader:
     def __init__(self, bundle: Bundle) -> None:
         self.bundle = bundle
-        self.reader = _Reader()
+        self.reader = Reader()
         self.patients = _Patients()
         self.patient: Any = None
         self.patient_path = ""
@@ -412,7 +168,7 @@ class _BundleReader:
             if res is None or res.get_resource_type() != "Patient":
                 continue
             path = f"Bundle.entry[{i}].resource"
-            ref = _ref_text("Patient", res.id, entry.fullUrl)
+            ref = ref_text("Patient", res.id, entry.fullUrl)
             if self.patient is not None:
                 self.reader.err(path, ref, f"a second Patient (the first is {self.patients.label})")
                 continue
@@ -430,7 +186,7 @@ class _BundleReader:
                 )
                 continue
             rtype = res.get_resource_type()
-            ref = _ref_text(rtype, res.id, entry.fullUrl)
+            ref = ref_text(rtype, res.id, entry.fullUrl)
             if rtype == "Patient":
                 continue
             if rtype == "Observation":
@@ -456,8 +212,8 @@ class _BundleReader:
         r = self.reader
         self.patients.check(obs.subject, path, ref, r)
         status = str(obs.status)
-        codes = _codes(obs.code, LOINC_SYSTEM)
-        coding = _first_coding(obs.code)
+        codes = codes_in(obs.code, LOINC_SYSTEM)
+        coding = first_coding(obs.code)
         if status in _LEFT_OUT_STATUSES:
             r.skip(ref, path, f"status {status}: {_LEFT_OUT_STATUSES[status]}", **coding)
             return
@@ -466,7 +222,7 @@ class _BundleReader:
             return
         if status == "unknown":
             r.said.append(f"{ref}: status unknown; its value was used")
-        laboratory = "laboratory" in _codes_of_categories(obs.category)
+        laboratory = "laboratory" in category_codes(obs.category)
         target = next(
             (t for c in codes if (t := oxygen_saturation_target(c, laboratory=laboratory))), None
         )
@@ -492,8 +248,8 @@ class _BundleReader:
             r.err(f"{path}.dataAbsentReason", ref, "dataAbsentReason with a value (FHIR obs-6)")
             return
         ts: datetime | None = None
-        if target is not None or any(_component_target(c, laboratory) for c in components):
-            ts = _effective(obs, path, ref, r)
+        if target is not None or any(component_target(c, laboratory) for c in components):
+            ts = effective_time(obs, path, ref, r)
             if ts is None:
                 return
         if target is not None and code is not None:
@@ -503,23 +259,23 @@ class _BundleReader:
         elif not components:
             text = obs.valueString
             if text is not None and str(text).strip():
-                r.notes.append((_effective_quiet(obs), str(text), path))
+                r.notes.append((effective_time_or_none(obs), str(text), path))
                 r.used.append({"resource": ref, "path": path, **coding, "used_as": "notes"})
             else:
                 r.skip(ref, path, "code not used by the assessment", **coding)
         for j, comp in enumerate(components):
             cpath = f"{path}.component[{j}]"
-            ccodes = _codes(comp.code, LOINC_SYSTEM)
-            ctarget = _component_target(comp, laboratory)
+            ccodes = codes_in(comp.code, LOINC_SYSTEM)
+            ctarget = component_target(comp, laboratory)
             if ctarget is None:
-                r.skip(ref, cpath, "code not used by the assessment", **_first_coding(comp.code))
+                r.skip(ref, cpath, "code not used by the assessment", **first_coding(comp.code))
                 continue
             ccode = next(c for c in ccodes if oxygen_saturation_target(c, laboratory=laboratory))
             assert ts is not None
             self.value(comp, ctarget, ccode, cpath, ref, ts)
         for note in obs.note or []:
             if note.text and str(note.text).strip():
-                r.notes.append((_effective_quiet(obs), str(note.text), f"{path}.note"))
+                r.notes.append((effective_time_or_none(obs), str(note.text), f"{path}.note"))
 
     def value(
         self, element: Any, target: Target, code: str, path: str, ref: str, ts: datetime | None
@@ -534,7 +290,7 @@ class _BundleReader:
                 r.skip(
                     ref,
                     path,
-                    f"value absent: {_concept_text(absent)}",
+                    f"value absent: {concept_text(absent)}",
                     code=code,
                     variable=target.variable,
                 )
@@ -559,15 +315,13 @@ class _BundleReader:
         if element.dataAbsentReason is not None:
             r.err(f"{path}.dataAbsentReason", ref, "dataAbsentReason with a value (FHIR obs-6)")
             return
-        got = _number(q, integer, target, path, ref, r)
+        got = quantity_value(q, integer, target, path, ref, r)
         if got is None or ts is None:
             return
         value, unit, sent, comparator = got
         if target.variable == "SupplementalO2":
             value = 1.0 if value > 0 else 0.0
-        interpretation = [
-            c for concept in element.interpretation or [] for c in _all_codes(concept)
-        ]
+        interpretation = [c for concept in element.interpretation or [] for c in all_codes(concept)]
         item: dict[str, Any] = {
             **base,
             "time": ts.isoformat().replace("+00:00", "Z"),
@@ -586,23 +340,23 @@ class _BundleReader:
                     f"{ref}: flagged critical by the laboratory ({', '.join(interpretation)})"
                 )
         r.used.append(item)
-        r.points.append(_Point(target.variable, ts, value, path))
+        r.points.append(Point(target.variable, ts, value, path))
 
     # ---- history, medications, notes ----------------------------------------------------------
 
     def condition(self, cond: Any, path: str, ref: str) -> None:
         r = self.reader
         self.patients.check(cond.subject, path, ref, r)
-        verification = set(_all_codes(cond.verificationStatus))
-        clinical = set(_all_codes(cond.clinicalStatus))
-        coding = _first_coding(cond.code)
+        verification = set(all_codes(cond.verificationStatus))
+        clinical = set(all_codes(cond.clinicalStatus))
+        coding = first_coding(cond.code)
         if verification & _CONDITION_LEFT_OUT:
             r.skip(ref, path, f"verification status {', '.join(sorted(verification))}", **coding)
             return
         if clinical & _CONDITION_INACTIVE:
             r.skip(ref, path, f"clinical status {', '.join(sorted(clinical))}", **coding)
             return
-        text = _concept_text(cond.code)
+        text = concept_text(cond.code)
         if not text:
             r.skip(ref, path, "a Condition without a code or text")
             return
@@ -618,9 +372,9 @@ class _BundleReader:
                 concept = found[0].code
             elif res.medicationReference.display:
                 shown = str(res.medicationReference.display)
-                return shown, _is_vasopressor([], shown)
-        text = _concept_text(concept)
-        return text, _is_vasopressor(_codes(concept, RXNORM_SYSTEM), text or "")
+                return shown, is_vasopressor([], shown)
+        text = concept_text(concept)
+        return text, is_vasopressor(codes_in(concept, RXNORM_SYSTEM), text or "")
 
     def medication_statement(self, med: Any, path: str, ref: str) -> None:
         r = self.reader
@@ -667,15 +421,15 @@ class _BundleReader:
         end: datetime | None = None
         period: Period | None = med.effectivePeriod
         if med.effectiveDateTime is not None:
-            start = _instant(med.effectiveDateTime)
+            start = instant(med.effectiveDateTime)
         elif period is not None:
-            start, end = _instant(period.start), _instant(period.end)
+            start, end = instant(period.start), instant(period.end)
         else:
             start = None
         if start is None:
             r.err(f"{path}.effective[x]", ref, "a vasopressor administration needs its start time")
             return
-        r.points.append(_Point("Vasopressors", start, 1.0, path))
+        r.points.append(Point("Vasopressors", start, 1.0, path))
         item = {
             "resource": ref,
             "path": path,
@@ -686,7 +440,7 @@ class _BundleReader:
         }
         r.used.append(item)
         if end is not None and status in ("completed", "stopped"):
-            r.points.append(_Point("Vasopressors", end, 0.0, f"{path}.effectivePeriod.end"))
+            r.points.append(Point("Vasopressors", end, 0.0, f"{path}.effectivePeriod.end"))
             r.used.append(
                 {**item, "time": end.isoformat().replace("+00:00", "Z"), "used_value": 0.0}
             )
@@ -701,7 +455,7 @@ class _BundleReader:
                 f"status {doc.status}{', ' + str(doc.docStatus) if doc.docStatus else ''}",
             )
             return
-        when = _instant(doc.date)
+        when = instant(doc.date)
         texts = []
         for j, content in enumerate(doc.content or []):
             att = content.attachment
@@ -734,78 +488,25 @@ class _BundleReader:
             r.used.append({"resource": ref, "path": path, "used_as": "notes"})
 
 
-def _codes_of_categories(categories: Sequence[CodeableConcept] | None) -> list[str]:
-    return [c for concept in categories or [] for c in _codes(concept, OBSERVATION_CATEGORY_SYSTEM)]
-
-
-def _all_codes(concept: CodeableConcept | None) -> list[str]:
-    if concept is None:
-        return []
-    return [str(c.code) for c in concept.coding or [] if c.code]
-
-
-def _component_target(comp: Any, laboratory: bool) -> Target | None:
-    for code in _codes(comp.code, LOINC_SYSTEM):
-        target = oxygen_saturation_target(code, laboratory=laboratory)
-        if target is not None:
-            return target
-    return None
-
-
-def _effective_quiet(resource: Any) -> datetime | None:
-    for name in ("effectiveDateTime", "effectiveInstant", "issued"):
-        value = _instant(getattr(resource, name, None))
-        if value is not None:
-            return value
-    period = getattr(resource, "effectivePeriod", None)
-    return _instant(period.end or period.start) if period is not None else None
-
-
-def _is_vasopressor(rxnorm: Sequence[str], text: str) -> bool:
-    if any(code in VASOPRESSOR_RXNORM for code in rxnorm):
-        return True
-    low = text.lower()
-    return any(word in low for word in VASOPRESSOR_WORDS)
-
-
-def _age(birth: object, at: datetime, said: list[str], ref: str) -> int | None:
-    if isinstance(birth, date):
-        born = birth
-    elif isinstance(birth, str):
-        parts = [int(p) for p in birth.split("-")]
-        born = date(parts[0], parts[1] if len(parts) > 1 else 1, 1)
-        said.append(
-            f"{ref}: birthDate {birth} has no day; the age is counted from {born.isoformat()}"
-        )
-    else:
-        return None
-    day = at.date()
-    return day.year - born.year - ((day.month, day.day) < (born.month, born.day))
-
-
-def _iso(ts: datetime) -> str:
-    return ts.isoformat().replace("+00:00", "Z")
-
-
 def bundle_to_patient(raw: object) -> FhirConversion:
     """The patient request (the structured form of DESIGN §4) of a FHIR R4 Bundle.
 
     Raises InvalidInput (422) naming each bad element by its FHIR path
     (`Bundle.entry[3].resource.valueQuantity.code`) and the resource (`Observation/bp-1`).
     """
-    bundle = _validate(raw)
+    bundle = validate_bundle(raw)
     reading = _BundleReader(bundle)
     reading.read()
     r = reading.reader
     if r.errors:
-        raise _invalid(r.errors)
+        raise invalid(r.errors)
 
     series: dict[str, list[dict[str, Any]]] = {}
     sources: dict[str, str] = {}
     for point in sorted(r.points, key=lambda p: p.ts):
         items = series.setdefault(point.variable, [])
         sources[f"vitals.{point.variable}[{len(items)}]"] = point.location
-        items.append({"val": round(point.value, 6), "ts": _iso(point.ts)})
+        items.append({"val": round(point.value, 6), "ts": iso(point.ts)})
     request: dict[str, Any] = {"vitals": series}
     sources["vitals"] = "Bundle.entry"
 
@@ -822,7 +523,7 @@ def bundle_to_patient(raw: object) -> FhirConversion:
             r.said.append(f"{patient_ref}: gender {gender} is not used (the model knows 0/1)")
         reference = max((p.ts for p in r.points), default=None)
         if patient.birthDate is not None and reference is not None:
-            age = _age(patient.birthDate, reference, r.said, patient_ref or "Patient")
+            age = age_at(patient.birthDate, reference, r.said, patient_ref or "Patient")
             if age is not None:
                 request["Age"] = age
                 sources["Age"] = f"{reading.patient_path}.birthDate"
