@@ -536,3 +536,105 @@ async def test_openapi_documents_cds_routes_with_the_jwt_scheme(cds):
     assert {"/cds-services", SERVICE, FEEDBACK} <= set(doc["paths"])
     assert doc["components"]["securitySchemes"]["CdsHooksJwt"]["scheme"] == "bearer"
     assert "412" in doc["paths"][SERVICE]["post"]["responses"]
+
+
+# ---- data the client did not prefetch, from its FHIR server ------------------------------------
+
+
+@pytest.fixture
+async def fhir_server():
+    """The EHR's FHIR server: answers the prefetch queries from the ward Bundle."""
+    seen: list[tuple[str, str, str]] = []
+    failing: set[str] = set()
+    resources = [copy.deepcopy(e["resource"]) for e in WARD["entry"]]
+
+    async def patient(request: web.Request) -> web.Response:
+        seen.append((request.path, request.query_string, request.headers.get("Authorization", "")))
+        found = [r for r in resources if r["resourceType"] == "Patient"]
+        return web.json_response(found[0], content_type="application/fhir+json")
+
+    async def observations(request: web.Request) -> web.Response:
+        seen.append((request.path, request.query_string, request.headers.get("Authorization", "")))
+        wanted = request.query.get("category")
+        if wanted in failing:
+            return web.json_response({"resourceType": "OperationOutcome"}, status=500)
+        found = [
+            r
+            for r in resources
+            if r["resourceType"] == "Observation"
+            and r.get("subject", {}).get("reference") == f"Patient/{request.query['patient']}"
+            and any(c.get("code") == wanted for cat in r.get("category", []) for c in cat["coding"])
+        ]
+        return web.json_response(searchset(found))
+
+    app = web.Application()
+    app.router.add_get("/fhir/Patient/{id}", patient)
+    app.router.add_get("/fhir/Observation", observations)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = _free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield f"http://127.0.0.1:{port}/fhir", seen, failing
+    await runner.cleanup()
+
+
+async def fetching_gateway(stack, keys, redis_url, server: str):
+    return await stack.start(
+        cds_public_url=PUBLIC,
+        cds_clients=json.dumps({ISS: {"jwks": keys["jwks"], "fhir_servers": [server]}}),
+        redis_url=redis_url,
+        gateway_redis_namespace=f"test-cds:{uuid.uuid4().hex}",
+    )
+
+
+def without_prefetch(server: str) -> dict[str, Any]:
+    body = hook_request()
+    del body["prefetch"]
+    body["fhirServer"] = server
+    body["fhirAuthorization"] = {
+        "access_token": "ehr-access-token-for-cds",
+        "token_type": "Bearer",
+        "expires_in": 300,
+        "scope": "patient/Patient.read patient/Observation.read",
+        "subject": "sepsis-cds",
+    }
+    return body
+
+
+async def test_missing_prefetch_is_fetched_from_the_clients_fhir_server(
+    stack, keys, redis_url, fhir_server
+):
+    server, seen, _ = fhir_server
+    stack.ml.canned["/classify"] = stack.canned(body=json.dumps(CRITICAL).encode())
+    client = await fetching_gateway(stack, keys, redis_url, server)
+    r = await call(client, keys, without_prefetch(server))
+    assert r.status_code == 200, r.text
+    assert r.json()["cards"][0]["indicator"] == "critical"
+    assert {path for path, _, _ in seen} == {"/fhir/Patient/pat-7", "/fhir/Observation"}
+    assert {auth for _, _, auth in seen} == {"Bearer ehr-access-token-for-cds"}
+    [sent] = stack.ml.public_calls()
+    patient = json.loads(sent.body)
+    assert [p["val"] for p in patient["vitals"]["HR"]] == [96.0, 108.0, 118.0]
+    assert patient["vitals"]["Lactate"][0]["val"] == 3.1
+
+
+async def test_fhir_server_not_configured_for_the_client_is_412_and_not_called(
+    stack, keys, redis_url, fhir_server
+):
+    server, seen, _ = fhir_server
+    client = await fetching_gateway(stack, keys, redis_url, "https://other-ehr.test/fhir")
+    r = await call(client, keys, without_prefetch(server))
+    assert r.status_code == 412
+    assert "not one configured" in stack.envelope(r)["message"]
+    assert seen == []
+
+
+async def test_fhir_server_failing_a_query_is_412_naming_the_key(
+    stack, keys, redis_url, fhir_server
+):
+    server, _, failing = fhir_server
+    failing.add("laboratory")
+    client = await fetching_gateway(stack, keys, redis_url, server)
+    r = await call(client, keys, without_prefetch(server))
+    assert r.status_code == 412
+    assert stack.envelope(r)["details"]["missing_prefetch"] == ["labs"]

@@ -6,9 +6,11 @@
 - A call is checked against the specification's request rules; its prefetch becomes one FHIR
   Bundle (`fhir.bundle_to_patient`), assessed by the hybrid ML pathway (CDS calls expect an
   answer in about half a second). A required prefetch key that is absent (the client chose not
-  to, or failed to, fetch it: the specification has it left out then) is a 412: this service
-  does not query the client's FHIR server itself. A key sent as `null` means "no data": with
-  no vital signs there is nothing to assess and the answer is an empty `cards` list.
+  to, or failed to, fetch it: the specification has it left out then) is fetched from the
+  client's FHIR server when the request gives one with a token and it is configured for that
+  client (`fhir_fetch`); else, or when that fails, the answer is 412. A key sent as `null`
+  means "no data": with no vital signs there is nothing to assess and the answer is an empty
+  `cards` list.
 - The card: `indicator` critical for a Critical priority, warning for Urgent, info for
   Elevated; a Standard priority has nothing to say, so no card. `summary` under 140
   characters; `detail` in GitHub-flavoured Markdown: drivers, the four scores, data quality,
@@ -19,7 +21,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from sepsis_shared.errors import InvalidInput, ServiceError
@@ -86,8 +88,9 @@ def discovery() -> dict[str, Any]:
                 ),
                 "prefetch": dict(PREFETCH),
                 "usageRequirements": (
-                    "Prefetch patient, vitals and labs; the service does not query the FHIR "
-                    "server. Authenticate with a JWT signed with RS384 or ES384."
+                    "Prefetch patient, vitals and labs, or give fhirServer (one configured for "
+                    "your client) and fhirAuthorization. Authenticate with a JWT signed with "
+                    "RS384 or ES384."
                 ),
             }
         ]
@@ -128,13 +131,11 @@ def check_request(raw: object) -> dict[str, Any]:
     return raw
 
 
-def prefetch_bundle(request: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]] | None:
-    """One FHIR Bundle of every prefetched resource, and where in the request each of its
-    entries came from (`prefetch.vitals.entry[3].resource`); None when the client said there
-    are no vital signs (the key sent as null: nothing to assess). Raises 412 when a required
-    key is absent or was answered with an OperationOutcome (a failed prefetch)."""
+def missing_prefetch(request: Mapping[str, Any]) -> list[str]:
+    """The required prefetch keys the client left out or answered with an OperationOutcome
+    (a failed prefetch, as CDS Hooks 2.0 allows)."""
     prefetch: Mapping[str, Any] = request.get("prefetch") or {}
-    failed = [
+    return [
         key
         for key in REQUIRED_PREFETCH
         if key not in prefetch
@@ -143,11 +144,31 @@ def prefetch_bundle(request: Mapping[str, Any]) -> tuple[dict[str, Any], list[st
             and prefetch[key].get("resourceType") == "OperationOutcome"
         )
     ]
+
+
+def precondition_failed(missing: Sequence[str], why: str) -> PreconditionFailed:
+    """The 412 naming the prefetch keys missing and their templates."""
+    return PreconditionFailed(
+        f"Prefetch {', '.join(missing)} missing; {why}",
+        details={"missing_prefetch": list(missing), "templates": {k: PREFETCH[k] for k in missing}},
+    )
+
+
+def prefetch_query(key: str, context: Mapping[str, Any]) -> str:
+    """A prefetch template with its tokens replaced from the hook context."""
+    return PREFETCH[key].replace("{{context.patientId}}", str(context["patientId"]))
+
+
+def prefetch_bundle(request: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]] | None:
+    """One FHIR Bundle of every prefetched resource, and where in the request each of its
+    entries came from (`prefetch.vitals.entry[3].resource`); None when the client said there
+    are no vital signs (the key sent as null: nothing to assess). Raises 412 when a required
+    key is absent or was answered with an OperationOutcome (a failed prefetch)."""
+    prefetch: Mapping[str, Any] = request.get("prefetch") or {}
+    failed = missing_prefetch(request)
     if failed:
-        raise PreconditionFailed(
-            f"Prefetch {', '.join(failed)} missing; this service does not query the FHIR "
-            "server, so it needs them prefetched.",
-            details={"missing_prefetch": failed, "templates": {k: PREFETCH[k] for k in failed}},
+        raise precondition_failed(
+            failed, "this service needs them prefetched or a FHIR server it may query."
         )
     if prefetch.get("vitals") is None:
         return None

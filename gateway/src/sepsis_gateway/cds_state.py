@@ -25,6 +25,8 @@ class Cds:
     verifier: JwtVerifier
     feedback: FeedbackStore
     public_url: str | None
+    session: aiohttp.ClientSession
+    """Outbound calls of CDS Hooks: CDS clients' JWK Sets and FHIR servers."""
 
 
 @asynccontextmanager
@@ -49,6 +51,7 @@ async def open_cds(settings: GatewaySettings) -> AsyncIterator[Cds]:
                     client, namespace=namespace, ttl_s=settings.cds_feedback_ttl_s
                 ),
                 public_url=settings.cds_public_url.rstrip("/") if settings.cds_public_url else None,
+                session=session,
             )
         finally:
             await client.aclose()

@@ -49,6 +49,11 @@ class CdsClient(BaseModel):
     jwks: dict[str, Any] | None = Field(default=None, description="The JWK Set itself.")
     jwks_file: Path | None = Field(default=None, description="A file holding the JWK Set.")
     jwks_url: HttpUrl | None = Field(default=None, description="Where the client serves it.")
+    fhir_servers: list[str] = Field(
+        default_factory=list,
+        description="FHIR base URLs this client may send as `fhirServer`: the only servers "
+        "the gateway queries for data the client did not prefetch.",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> CdsClient:
@@ -182,6 +187,10 @@ class JwtVerifier:
         self.leeway_s = leeway_s
         self.fetch_timeout_s = fetch_timeout_s
         self._caches = {iss: _KeyCache(iss, c) for iss, c in clients.items()}
+
+    def client(self, iss: str) -> CdsClient:
+        """The configuration of a verified caller's issuer."""
+        return self._caches[iss].client
 
     @property
     def configured(self) -> bool:

@@ -23,12 +23,15 @@ from sepsis_gateway.cds_hooks import (
     card_for,
     check_request,
     discovery,
+    missing_prefetch,
+    precondition_failed,
     prefetch_bundle,
     request_path,
 )
 from sepsis_gateway.cds_state import Cds, CdsDep
 from sepsis_gateway.feedback import FeedbackRequest
 from sepsis_gateway.fhir import bundle_to_patient
+from sepsis_gateway.fhir_fetch import allowed_server, fetch_missing
 from sepsis_gateway.jwt_auth import CdsCaller
 from sepsis_gateway.ratelimit import RateLimiter
 from sepsis_gateway.routes.table import ML
@@ -40,6 +43,8 @@ logger = logging.getLogger("sepsis.gateway.cds")
 DISCOVERY_PATH = "/cds-services"
 SERVICE_PATH = f"{DISCOVERY_PATH}/{SERVICE_ID}"
 FEEDBACK_PATH = f"{SERVICE_PATH}/feedback"
+# CDS calls are answered in about half a second; a FHIR server gets this long per query.
+FHIR_FETCH_TIMEOUT_S = 2.0
 
 router = APIRouter(tags=["CDS Hooks"])
 
@@ -92,8 +97,11 @@ async def cds_sepsis_risk(
     request: Request, gateway: GatewayDep, cds: CdsDep, _: Bearer
 ) -> dict[str, Any] | Response:
     """CDS Hooks `patient-view`: the prefetched patient assessed; one card or none."""
-    await _caller(gateway, cds, request, SERVICE_PATH)
+    caller = await _caller(gateway, cds, request, SERVICE_PATH)
     hook = check_request(await read_json(request, limit=gateway.settings.max_body_bytes))
+    missing = missing_prefetch(hook)
+    if missing:
+        hook = await _fetched(cds, caller, hook, missing)
     assembled = prefetch_bundle(hook)
     if assembled is None:
         return {"cards": []}
@@ -135,6 +143,31 @@ async def cds_sepsis_risk(
         # The card still goes out; feedback about it will be counted under `unknown`.
         logger.warning("card not recorded: feedback store unavailable")
     return {"cards": [card]}
+
+
+async def _fetched(
+    cds: Cds, caller: CdsCaller, hook: dict[str, Any], missing: list[str]
+) -> dict[str, Any]:
+    """The request with its missing prefetch fetched from the client's FHIR server, when the
+    client gave one it is allowed to, with a token; else the 412."""
+    auth = hook.get("fhirAuthorization")
+    token = auth.get("access_token") if isinstance(auth, dict) else None
+    if not isinstance(token, str) or not token:
+        raise precondition_failed(missing, "no fhirServer and fhirAuthorization were given.")
+    server = allowed_server(hook.get("fhirServer"), cds.verifier.client(caller.iss).fhir_servers)
+    if server is None:
+        raise precondition_failed(
+            missing, "the fhirServer given is not one configured for this client."
+        )
+    fetched = await fetch_missing(
+        cds.session,
+        server=server,
+        token=token,
+        keys=missing,
+        context=hook["context"],
+        timeout_s=FHIR_FETCH_TIMEOUT_S,
+    )
+    return {**hook, "prefetch": {**(hook.get("prefetch") or {}), **fetched}}
 
 
 @router.post(FEEDBACK_PATH, responses=_ERRORS)
