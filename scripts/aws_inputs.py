@@ -9,7 +9,8 @@ leaves to the service (enums, maximum lengths and values, patterns, list and map
 
     python scripts/aws_inputs.py [--sample | --env]   # exits 1 and names every fault
 `--sample` (the default) fills the placeholders with well-formed sample values, as the tests
-do; `--env` takes them from the environment, as `scripts/deploy --dry-run` does.
+do; `--env` takes them from the environment, as `scripts/deploy` does before it calls AWS (the
+values AWS has not created yet, such as the ARNs of the services, keep their sample form).
 """
 
 from __future__ import annotations
@@ -202,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--sample", action="store_true", help="sample values (default)")
     source.add_argument("--env", action="store_true", help="values from the environment")
     args = parser.parse_args(argv)
-    env = dict(os.environ) if args.env else SAMPLE_ENV
+    env = {**SAMPLE_ENV, **os.environ} if args.env else SAMPLE_ENV
     faults = check(env)
     for fault in faults:
         sys.stderr.write(fault + "\n")

@@ -514,7 +514,7 @@ def test_apprunner_alarms_cover_latency_errors_cpu_memory() -> None:
 
 def test_every_apprunner_placeholder_is_provided_by_the_deploy_script() -> None:
     deploy = (ROOT / "scripts" / "deploy").read_text()
-    required = re.search(r"required=\(([^)]*)\)", deploy, re.S)
+    required = re.search(r"apprunner\)\s*required=\(([^)]*)\)", deploy, re.S)
     assert required is not None, "scripts/deploy checks its inputs up front"
     provided = set(required.group(1).split()) | set(re.findall(r"\b([A-Z][A-Z0-9_]+)=", deploy))
     used: set[str] = set()
