@@ -389,8 +389,8 @@ async def test_prompt_carries_no_identifiers_or_absolute_times(
     for placeholder in ("[name]", "[date]", "[time]", "[number]", "[email]"):
         assert placeholder in prompt, placeholder
     # Relative hours, newest first; history and clinical content kept.
-    assert "HR (Heart rate, beats/min): 118 now; 104 1 h ago; 96 3 h ago" in prompt
-    assert "SBP (Systolic" in prompt
+    assert "HR (beats/min): 118 now; 104 1 h ago; 96 3 h ago" in prompt
+    assert "SBP (mmHg)" in prompt
     assert ": 92 now; 100 1 h ago; 112 2 h ago" in prompt
     assert "age 71 years, female" in prompt
     assert "Conditions: hypertension" in prompt

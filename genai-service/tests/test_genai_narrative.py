@@ -151,6 +151,6 @@ def test_same_clinical_picture_at_another_time_gives_the_same_narrative() -> Non
 
 def test_missing_values_are_not_presented_as_normal() -> None:
     text = narrative({"vitals": {"HR": 120}})
-    assert "not scored (inputs missing)" in text
+    assert "inputs missing: " in text
     assert "Nursing notes: none provided." in text
     assert "History: none provided." in text
