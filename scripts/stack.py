@@ -527,6 +527,8 @@ class LocalStack:
             # The gateway writes its own access line; uvicorn's would only be formatted and
             # dropped on every forwarded request.
             argv.append("--no-access-log")
+            # A deadline on each request head (sepsis_gateway.server), as in the image.
+            argv += ["--http", "sepsis_gateway.server:HeadDeadlineProtocol"]
         process = ManagedProcess(
             name,
             argv,
