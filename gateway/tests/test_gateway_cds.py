@@ -362,6 +362,37 @@ async def test_patient_view_gives_a_critical_card(stack, cds, keys):
     assert patient["Age"] == 67
 
 
+async def test_card_links_to_the_full_assessment(stack, cds, keys):
+    stack.ml.canned["/classify"] = stack.canned(body=json.dumps(CRITICAL).encode())
+    [card] = (await call(cds, keys, hook_request())).json()["cards"]
+    [link] = card["links"]
+    assert link["type"] == "absolute"
+    assert link["url"].startswith(PUBLIC + "/cds-services/sepsis-risk/assessments/")
+    r = await cds.get(link["url"].removeprefix(PUBLIC))
+    assert r.status_code == 200
+    assert r.json()["risk_score"] == 84.0
+    assert "Observation/hr-err" in {e["resource"] for e in r.json()["fhir"]["not_used"]}
+    assert r.headers["cache-control"] == "no-store"
+
+
+async def test_unknown_assessment_link_is_404(stack, cds):
+    r = await cds.get("/cds-services/sepsis-risk/assessments/not-a-link-we-issued")
+    assert r.status_code == 404
+    assert stack.envelope(r)["code"] == "not_found"
+
+
+async def test_links_off_when_the_ttl_is_zero(stack, keys, redis_url):
+    stack.ml.canned["/classify"] = stack.canned(body=json.dumps(CRITICAL).encode())
+    client = await stack.start(
+        cds_public_url=PUBLIC,
+        cds_clients=json.dumps({ISS: {"jwks": keys["jwks"]}}),
+        redis_url=redis_url,
+        cds_assessment_ttl_s=0,
+    )
+    [card] = (await call(client, keys, hook_request())).json()["cards"]
+    assert "links" not in card
+
+
 @pytest.mark.parametrize(("priority", "indicator"), [("Urgent", "warning"), ("Elevated", "info")])
 async def test_indicator_follows_priority(stack, cds, keys, priority, indicator):
     answer = CRITICAL | {"priority": priority}

@@ -67,6 +67,7 @@ NOT_COVERED: Final[Mapping[str, str]] = {
     "GET /cds-services": "CDS Hooks: called by an EHR with its own signed JWT",
     "POST /cds-services/sepsis-risk": "CDS Hooks: called by an EHR with its own signed JWT",
     "POST /cds-services/sepsis-risk/feedback": "CDS Hooks: called by an EHR with its JWT",
+    "GET /cds-services/sepsis-risk/assessments/{link}": "the page a CDS card links to",
 }
 """Public operations deliberately left out of the client, and why."""
 

@@ -232,9 +232,14 @@ def _score_row(name: str, score: Mapping[str, Any]) -> str:
 
 
 def card_for(
-    assessment: Mapping[str, Any], fhir_report: Mapping[str, Any], *, source_url: str | None
+    assessment: Mapping[str, Any],
+    fhir_report: Mapping[str, Any],
+    *,
+    source_url: str | None,
+    assessment_url: str | None = None,
 ) -> dict[str, Any] | None:
-    """The card of one assessment; None when the priority has nothing to say (Standard)."""
+    """The card of one assessment; None when the priority has nothing to say (Standard).
+    `assessment_url`: where the full assessment can be read (the card's link)."""
     priority = str(assessment.get("priority"))
     indicator = INDICATORS.get(priority)
     if indicator is None:
@@ -284,7 +289,7 @@ def card_for(
     source: dict[str, Any] = {"label": "Sepsis early-warning API", "topic": dict(TOPIC)}
     if source_url:
         source["url"] = source_url
-    return {
+    card: dict[str, Any] = {
         "uuid": str(uuid.uuid4()),
         "summary": summary,
         "indicator": indicator,
@@ -297,3 +302,8 @@ def card_for(
             for code, display in OVERRIDE_REASONS
         ],
     }
+    if assessment_url:
+        card["links"] = [
+            {"label": "Full sepsis assessment", "url": assessment_url, "type": "absolute"}
+        ]
+    return card

@@ -159,6 +159,12 @@ class GatewaySettings(BaseServiceSettings):
     cds_feedback_ttl_s: int = Field(
         default=90 * 24 * 3600, ge=60, validation_alias=_env("CDS_FEEDBACK_TTL_S")
     )
+    cds_assessment_ttl_s: int = Field(
+        default=3600,
+        ge=0,
+        validation_alias=_env("CDS_ASSESSMENT_TTL_S"),
+        description="How long the full assessment behind a card's link is kept; 0: no links.",
+    )
     redis_url: str = Field(default="redis://127.0.0.1:6379/0", validation_alias=_env("REDIS_URL"))
     gateway_redis_namespace: str = Field(
         default="sepsis:gateway", min_length=1, validation_alias=_env("GATEWAY_REDIS_NAMESPACE")

@@ -6,8 +6,10 @@ entry (`accepted` or `overridden`, with the override reason) is counted under th
 its card, once: a client may send the same feedback more than once (the specification allows
 it), so an entry is keyed by card, outcome and time and counted the first time only. Feedback
 about a card this service has no record of (expired, or issued while Redis was unreachable) is
-counted under `unknown`. Nothing about the patient is stored: card ids, priorities, outcomes,
-reason codes and counts.
+counted under `unknown`. The feedback figures hold nothing about the patient: card ids,
+priorities, outcomes, reason codes and counts. The one exception is the full assessment a
+card links to, kept under a random link id for `CDS_ASSESSMENT_TTL_S` (default an hour) and
+then gone.
 
 `summary()` gives, per priority, cards issued, feedback received, accepted and overridden
 counts, acceptance and override rates (of the feedback received) and the override reasons.
@@ -16,6 +18,8 @@ counts, acceptance and override rates (of the feedback received) and the overrid
 from __future__ import annotations
 
 import hashlib
+import json
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
@@ -84,6 +88,18 @@ class FeedbackStore:
             pipe.set(f"{self.ns}:card:{card}", priority, ex=self.ttl_s)
             pipe.hincrby(f"{self.ns}:cards", priority, 1)
             await pipe.execute()
+
+    async def keep_assessment(self, link: str, assessment: Mapping[str, Any], ttl_s: int) -> None:
+        """The full assessment behind a card's link, for `ttl_s` seconds."""
+        await self.client.set(f"{self.ns}:assessment:{link}", json.dumps(assessment), ex=ttl_s)
+
+    async def assessment(self, link: str) -> dict[str, Any] | None:
+        """The assessment behind a card's link, None once expired or unknown."""
+        raw = await self.client.get(f"{self.ns}:assessment:{link}")
+        if raw is None:
+            return None
+        found: dict[str, Any] = json.loads(raw)
+        return found
 
     async def record(self, entries: list[FeedbackEntry]) -> dict[str, Any]:
         """Count each new entry; the answer says how many were new, repeated, or about cards

@@ -10,10 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import secrets
 from typing import Annotated, Any
 
 import redis
 from fastapi import APIRouter, Request, Response, Security
+from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import ValidationError
 
@@ -36,13 +38,14 @@ from sepsis_gateway.jwt_auth import CdsCaller
 from sepsis_gateway.ratelimit import RateLimiter
 from sepsis_gateway.routes.table import ML
 from sepsis_gateway.state import Gateway, GatewayDep
-from sepsis_shared.errors import ERROR_RESPONSES, InvalidInput, NotReady, RateLimited
+from sepsis_shared.errors import ERROR_RESPONSES, InvalidInput, NotFound, NotReady, RateLimited
 
 logger = logging.getLogger("sepsis.gateway.cds")
 
 DISCOVERY_PATH = "/cds-services"
 SERVICE_PATH = f"{DISCOVERY_PATH}/{SERVICE_ID}"
 FEEDBACK_PATH = f"{SERVICE_PATH}/feedback"
+ASSESSMENTS_PATH = f"{SERVICE_PATH}/assessments"
 # CDS calls are answered in about half a second; a FHIR server gets this long per query.
 FHIR_FETCH_TIMEOUT_S = 2.0
 
@@ -134,15 +137,41 @@ async def cds_sepsis_risk(
             media_type="application/json",
             headers=headers,
         )
-    card = card_for(result.body, conversion.report, source_url=cds.public_url)
+    link = secrets.token_urlsafe(24)
+    ttl_s = gateway.settings.cds_assessment_ttl_s
+    url = f"{cds.public_url}{ASSESSMENTS_PATH}/{link}" if cds.public_url and ttl_s else None
+    card = card_for(result.body, conversion.report, source_url=cds.public_url, assessment_url=url)
     if card is None:
         return {"cards": []}
     try:
         await cds.feedback.card_issued(card["uuid"], str(result.body.get("priority")))
+        if url is not None:
+            await cds.feedback.keep_assessment(
+                link, {**result.body, "fhir": conversion.report}, ttl_s
+            )
     except (redis.RedisError, OSError):
-        # The card still goes out; feedback about it will be counted under `unknown`.
+        # The card still goes out, without its link; feedback on it counts under `unknown`.
         logger.warning("card not recorded: feedback store unavailable")
+        card.pop("links", None)
     return {"cards": [card]}
+
+
+@router.get(
+    f"{ASSESSMENTS_PATH}/{{link}}",
+    responses={404: ERROR_RESPONSES[422] | {"description": "Unknown or expired link"}},
+)
+async def cds_assessment(link: str, cds: CdsDep) -> JSONResponse:
+    """The full assessment a card links to (opened by the clinician; the random link is the
+    key, and it expires after CDS_ASSESSMENT_TTL_S)."""
+    try:
+        found = await cds.feedback.assessment(link) if len(link) <= 64 else None
+    except (redis.RedisError, OSError):
+        raise NotReady("The assessment store (Redis) is unavailable; retry shortly.") from None
+    if found is None:
+        raise NotFound("No assessment behind this link: it is unknown or has expired.")
+    return JSONResponse(
+        found, headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+    )
 
 
 async def _fetched(
