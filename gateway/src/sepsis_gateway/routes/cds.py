@@ -32,7 +32,6 @@ from sepsis_gateway.cds_hooks import (
 )
 from sepsis_gateway.cds_state import Cds, CdsDep
 from sepsis_gateway.feedback import FeedbackRequest
-from sepsis_gateway.fhir import bundle_to_patient
 from sepsis_gateway.fhir_fetch import allowed_server, fetch_missing
 from sepsis_gateway.jwt_auth import CdsCaller
 from sepsis_gateway.ratelimit import RateLimiter
@@ -110,7 +109,7 @@ async def cds_sepsis_risk(
         return {"cards": []}
     bundle, origins = assembled
     try:
-        conversion = bundle_to_patient(bundle)
+        conversion = await cds.convert(bundle)
     except InvalidInput as exc:
         details = exc.details if isinstance(exc.details, list) else []
         for item in details:

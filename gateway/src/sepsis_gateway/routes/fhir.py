@@ -17,7 +17,8 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from sepsis_gateway.assess import Assessed, assess, read_json
-from sepsis_gateway.fhir import FhirConversion, bundle_to_patient
+from sepsis_gateway.cds_state import Cds, CdsDep
+from sepsis_gateway.fhir import FhirConversion
 from sepsis_gateway.routes.table import GENAI, ML
 from sepsis_gateway.state import ClientKey, Gateway, GatewayDep
 from sepsis_shared.errors import ERROR_RESPONSES
@@ -90,9 +91,9 @@ def _error_with_sources(body: dict[str, Any], conversion: FhirConversion) -> dic
     return body
 
 
-async def _assess_bundle(gateway: Gateway, request: Request, upstream: str) -> Response:
+async def _assess_bundle(gateway: Gateway, cds: Cds, request: Request, upstream: str) -> Response:
     bundle = await read_json(request, limit=gateway.settings.max_body_bytes)
-    conversion = bundle_to_patient(bundle)
+    conversion = await cds.convert(bundle)
     result: Assessed = await assess(gateway, upstream, conversion.request)
     if result.status == 200:
         body = _with_sources(result.body, conversion)
@@ -110,9 +111,11 @@ async def _assess_bundle(gateway: Gateway, request: Request, upstream: str) -> R
 @router.post(
     "/fhir/classify", responses=_RESPONSES, openapi_extra=_openapi_extra(), response_class=Response
 )
-async def fhir_classify(request: Request, gateway: GatewayDep, _: ClientKey) -> Response:
+async def fhir_classify(
+    request: Request, gateway: GatewayDep, cds: CdsDep, _: ClientKey
+) -> Response:
     """Assess the patient of a FHIR R4 Bundle with the hybrid ML pathway."""
-    return await _assess_bundle(gateway, request, ML)
+    return await _assess_bundle(gateway, cds, request, ML)
 
 
 @router.post(
@@ -121,6 +124,8 @@ async def fhir_classify(request: Request, gateway: GatewayDep, _: ClientKey) -> 
     openapi_extra=_openapi_extra(),
     response_class=Response,
 )
-async def fhir_genai_classify(request: Request, gateway: GatewayDep, _: ClientKey) -> Response:
+async def fhir_genai_classify(
+    request: Request, gateway: GatewayDep, cds: CdsDep, _: ClientKey
+) -> Response:
     """Assess the patient of a FHIR R4 Bundle with the GenAI pathway (LLM + guardrail)."""
-    return await _assess_bundle(gateway, request, GENAI)
+    return await _assess_bundle(gateway, cds, request, GENAI)
