@@ -1,9 +1,13 @@
 """What the FHIR input understands: LOINC codes, UCUM units and medication codes.
 
-Every LOINC code below was checked against the LOINC table (loinc.org, the code's long common
-name and its property: a mass concentration is not a substance concentration); the name given
-beside each code is that long common name, shortened. Codes the FHIR R4 Vital Signs profile
-uses (hl7.org/fhir/R4/observation-vitalsigns.html) are marked "vital-signs profile".
+The name beside each LOINC code is its long common name in the LOINC table (Regenstrief,
+loinc.org), shortened; its property decides the units taken (a mass concentration is not a
+substance concentration). Where each was checked: codes marked "vital-signs profile" are those
+of the FHIR R4 Vital Signs profile (hl7.org/fhir/R4/observation-vitalsigns.html); the others
+against published copies of their LOINC entries (LOINC code pages, laboratory test catalogues
+quoting the code with its name, the HL7 and US Core examples using it). The loinc.org
+database itself could not be queried from here; the codes whose sources disagree or are few
+(19889-5, 32693-4) say so where they are defined.
 
 Units are UCUM codes (unitsofmeasure.org; case-sensitive, e.g. `mm[Hg]`, `Cel`, `[degF]`,
 `10*3/uL`). A conversion between units of the same kind is UCUM's own definition (`[degF]`,
