@@ -316,6 +316,17 @@ async def test_keys_fetched_from_the_clients_jwks_url_and_jku_checked(
         assert r.status_code == status, r.text
 
 
+async def test_unreachable_jwks_url_is_503_not_a_refusal(stack, keys, redis_url):
+    client = await stack.start(
+        cds_public_url=PUBLIC,
+        cds_clients=json.dumps({ISS: {"jwks_url": f"http://127.0.0.1:{_free_port()}/jwks"}}),
+        redis_url=redis_url,
+    )
+    r = await client.get("/cds-services", headers=bearer(token(keys, "/cds-services")))
+    assert r.status_code == 503
+    assert "JWK Set" in stack.envelope(r)["message"]
+
+
 async def test_cds_unconfigured_is_503_naming_the_settings(stack, redis_url):
     client = await stack.start(redis_url=redis_url)
     r = await client.get("/cds-services", headers=bearer("x.y.z"))

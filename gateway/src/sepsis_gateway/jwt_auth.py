@@ -7,8 +7,9 @@ only when all of these hold (each refusal is a 401 that says which):
   symmetric algorithm are refused, as it requires), it names a `kid`, and `typ` is `JWT`;
 - `iss` is one of the configured CDS clients (`CDS_CLIENTS`), and the key `kid` is in that
   client's JWK Set: given inline, in a file, or at the client's JWKS URL (fetched with a
-  timeout, cached, fetched again when an unknown `kid` arrives). A `jku` header is followed
-  only when it is that configured URL;
+  timeout, cached, fetched again when an unknown `kid` arrives, at most every 30 s; when the
+  set cannot be fetched the call is a 503, not a 401). A `jku` header is followed only when it
+  is that configured URL;
 - the signature verifies with that key; `aud` is the URL of the endpoint being called
   (`CDS_PUBLIC_URL` + path); `exp`, `iat` and `jti` are present, `exp` has not passed and is
   at most `CDS_JWT_MAX_LIFETIME_S` ahead;
@@ -136,6 +137,7 @@ class _KeyCache:
         self.client = client
         self.keys: dict[str, jwt.PyJWK] = {}
         self.fetched_at = -1e9
+        self.fetch_failed = False  # the last fetch of the JWK Set got no usable answer
         self.lock = asyncio.Lock()
         if client.jwks is not None:
             self.keys = _keyset(client.jwks, iss)
@@ -156,12 +158,14 @@ class _KeyCache:
 
     async def _fetch(self, session: aiohttp.ClientSession, timeout_s: float) -> None:
         url = str(self.client.jwks_url)
+        self.fetch_failed = True
         try:
             async with session.get(url, timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
                 if resp.status != 200:
                     logger.warning("JWKS of a CDS client answered %d", resp.status)
                     return
                 self.keys = _keyset(await resp.json(content_type=None), self.iss)
+                self.fetch_failed = False
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             logger.warning("JWKS of a CDS client not fetched: %s", type(exc).__name__)
 
@@ -229,6 +233,9 @@ class JwtVerifier:
         if jku is not None and (cache.client.jwks_url is None or jku != str(cache.client.jwks_url)):
             raise Unauthorized("JWT jku is not the JWK Set URL configured for this client.")
         key = await cache.key(kid, self.session, self.fetch_timeout_s)
+        if key is None and cache.fetch_failed:
+            # Not the caller's fault: its keys could not be read, so nothing can be verified.
+            raise NotReady("The CDS client's JWK Set could not be fetched; retry shortly.")
         if key is None:
             raise Unauthorized("JWT kid is not in the client's JWK Set.")
         audience = self.public_url + path if self.public_url else path
