@@ -4,10 +4,11 @@ At each concurrency (default 1 and 32 clients) and for each target, it sends a w
 fixed number of requests (in short rounds that alternate the two targets, 8 requests per client
 each, so that a change in the machine's load falls on both) with the original deployment
 guide's /classify body (DESIGN §8), and reports latency p50/p99, throughput and the gateway's
-overhead ratios (through-gateway p50 over direct p50; direct throughput over through-gateway
-throughput; the targets: the p50 ratio <= 1.5 at every concurrency, the throughput ratio <= 1.5
-at 32 clients). It also judges the floor of /classify through the gateway: p50 under 3 ms at
-one client.
+overhead (through-gateway p50 and p99 over direct; direct throughput over through-gateway
+throughput; the milliseconds the gateway adds at p50). The targets: at one client the gateway
+adds at most 0.8 ms at p50 on loopback; with more clients the p50 ratio is at most 1.5; from 32
+clients the p99 and throughput ratios are at most 1.5 too. It also judges the floor of
+/classify through the gateway: p50 under 3 ms at one client.
 A readable table comes first; the last line is one JSON object with every figure.
 
 Needs a running stack (scripts/run) or any ml-service and gateway you started yourself:
@@ -45,8 +46,11 @@ GUIDE_CLASSIFY = json.dumps(FLAT_EXAMPLE).encode()
 
 TARGET_RATIO = 1.5
 THROUGHPUT_FROM_CLIENTS = 32
-"""The throughput target holds under concurrent load (the issue: "throughput within 1.5x of
-direct at 32 clients"); at one client throughput is only the inverse of the latency."""
+"""The throughput and p99 targets hold under concurrent load (32 clients and more); at one
+client throughput is only the inverse of the latency."""
+ADDED_P50_MAX_MS = 0.8
+"""At one client the gateway adds at most this much at p50 on loopback (a ratio says little
+of a sub-millisecond hop)."""
 ROUND_REQUESTS_PER_CLIENT = 8
 """Each round sends this many requests per client to one target, then the other target has its
 round: short rounds, so that the machine's speed, which drifts within seconds on a shared
@@ -275,6 +279,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def target_text(clients: int) -> str:
+    """The targets that apply at this concurrency, in words."""
+    if clients == 1:
+        return f"gateway adds <= {ADDED_P50_MAX_MS} ms at p50"
+    parts = [f"p50 ratio <= {TARGET_RATIO}"]
+    if clients >= THROUGHPUT_FROM_CLIENTS:
+        parts += [f"p99 ratio <= {TARGET_RATIO}", f"throughput ratio <= {TARGET_RATIO}"]
+    return ", ".join(parts)
+
+
+def targets_met(clients: int, r: dict[str, float | None]) -> bool:
+    """Whether the overhead at this concurrency meets the targets of `target_text`."""
+    if clients == 1:
+        return (r["added_p50_ms"] or 0.0) <= ADDED_P50_MAX_MS
+    met = (r["p50_ratio"] or 0.0) <= TARGET_RATIO
+    if clients >= THROUGHPUT_FROM_CLIENTS:
+        met = met and (r["p99_ratio"] or 0.0) <= TARGET_RATIO
+        met = met and (r["throughput_ratio"] or 0.0) <= TARGET_RATIO
+    return met
+
+
 def print_table(runs: list[Run], ratios: dict[int, dict[str, float | None]]) -> None:
     header = f"{'target':<10} {'clients':>7} {'requests':>8} {'errors':>6} "
     header += f"{'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8} {'req/s':>8}"
@@ -286,10 +311,7 @@ def print_table(runs: list[Run], ratios: dict[int, dict[str, float | None]]) -> 
             f"{run.p50_ms:>8.2f} {run.p99_ms:>8.2f} {run.mean_ms:>8.2f} {run.throughput_rps:>8.0f}"
         )
     print()  # noqa: T201
-    print(  # noqa: T201
-        f"gateway overhead (targets: p50 ratio <= {TARGET_RATIO} at every concurrency, "
-        f"throughput ratio <= {TARGET_RATIO} from {THROUGHPUT_FROM_CLIENTS} clients):"
-    )
+    print("gateway overhead:")  # noqa: T201
     for clients, r in ratios.items():
         print(  # noqa: T201
             f"  {clients:>3} clients: p50 x{r['p50_ratio']}, p99 x{r['p99_ratio']}, "
@@ -345,11 +367,13 @@ async def main(argv: list[str] | None = None) -> int:
                 "The gateway's rate limit was hit: raise RATE_LIMIT_PER_MINUTE for the bench.",
                 file=sys.stderr,
             )
-    met = all(
-        (r["p50_ratio"] or 0) <= TARGET_RATIO
-        and (clients < THROUGHPUT_FROM_CLIENTS or (r["throughput_ratio"] or 0) <= TARGET_RATIO)
-        for clients, r in ratios.items()
-    )
+    verdicts = {clients: targets_met(clients, r) for clients, r in ratios.items()}
+    for clients, met_here in verdicts.items():
+        print(  # noqa: T201
+            f"targets at {clients} clients ({target_text(clients)}): "
+            f"{'met' if met_here else 'NOT met'}"
+        )
+    met = all(verdicts.values())
     summary = {
         "benchmark": "gateway-overhead",
         "path": args.path,
