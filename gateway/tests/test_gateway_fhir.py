@@ -275,6 +275,15 @@ def test_malformed_resource_is_422_with_its_fhir_path() -> None:
             "Bundle.entry[0].resource.resourceType",
         ),
         ([], "Bundle"),
+        # entries that are not objects, or resources that are not (found by fuzzing: a 500)
+        (
+            {"resourceType": "Bundle", "type": "collection", "entry": [[None, None]]},
+            "Bundle.entry[0]",
+        ),
+        (
+            {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": 7}]},
+            "Bundle.entry[0].resource",
+        ),
     ],
 )
 def test_what_is_not_a_bundle_of_ours_is_422(raw: object, field: str) -> None:

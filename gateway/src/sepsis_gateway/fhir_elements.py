@@ -114,6 +114,8 @@ def invalid(errors: Sequence[dict[str, str]]) -> InvalidInput:
 def loc_path(prefix: str, loc: Iterable[int | str]) -> str:
     out = prefix
     for part in loc:
+        if part == "root":  # pydantic's name for a value that is not an object at all
+            continue
         out += f"[{part}]" if isinstance(part, int) else f".{part}"
     return out
 
@@ -172,8 +174,11 @@ def validate_bundle(raw: object) -> Bundle:
             loc = e["loc"]
             resource = "Bundle"
             if len(loc) >= 3 and loc[0] == "entry" and isinstance(loc[1], int):
-                res = entries[loc[1]].get("resource", {}) if isinstance(entries, list) else {}
-                resource = ref_text(res.get("resourceType"), res.get("id"), None) or resource
+                # the entry and its resource may be anything at all here: it failed validation
+                entry = entries[loc[1]] if isinstance(entries, list) else None
+                res = entry.get("resource") if isinstance(entry, dict) else None
+                if isinstance(res, dict):
+                    resource = ref_text(res.get("resourceType"), res.get("id"), None) or resource
             problems.append(
                 {"field": loc_path("Bundle", loc), "resource": resource, "message": e["msg"]}
             )

@@ -19,7 +19,13 @@ from sepsis_shared.patient_types import (
     MAX_PATIENT_ID_CHARS,
     MAX_POINTS_PER_VARIABLE,
 )
-from sepsis_shared.variables import DEMOGRAPHICS, SERIES_VARIABLES, VARIABLES, VariableSpec
+from sepsis_shared.variables import (
+    BINARY_VARIABLES,
+    DEMOGRAPHICS,
+    SERIES_VARIABLES,
+    VARIABLES,
+    VariableSpec,
+)
 
 __all__ = [
     "FLAT_EXAMPLE",
@@ -71,36 +77,45 @@ SERIES_EXAMPLE: Final[Mapping[str, Any]] = {
 }
 
 
-_POINT_SCHEMA: Final[Mapping[str, Any]] = {
-    "type": "object",
-    "required": ["val", "ts"],
-    "properties": {
-        "val": {
+def _point_schema(value: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["val", "ts"],
+        "properties": {
+            "val": {**value, "description": "The value."},
+            "ts": {
+                "type": "string",
+                "format": "date-time",
+                "description": "ISO 8601; a time without offset is UTC.",
+            },
+        },
+        "additionalProperties": False,
+    }
+
+
+def _number_schema(spec: VariableSpec) -> dict[str, Any]:
+    """One value of the variable as the parser takes it. No minimum/maximum: a value outside
+    the range is not refused but left out of the assessment and listed in `data_quality` (or
+    read another way, such as FiO2 20 as 20 %)."""
+    if spec.name == "Consciousness":
+        return {
             "type": ["number", "string"],
-            "description": "The value (a string only for ACVPU).",
-        },
-        "ts": {
-            "type": "string",
-            "format": "date-time",
-            "description": "ISO 8601; a time without offset is UTC.",
-        },
-    },
-    "additionalProperties": False,
-}
+            "description": "ACVPU: A, C, V, P or U, or a word such as alert or confusion "
+            "(any case), or its code 0-4.",
+        }
+    if spec.name == "Infection":
+        return {
+            "type": ["number", "string"],
+            "description": "none, suspected or confirmed (any case), or its code 0-2.",
+        }
+    if spec.name in BINARY_VARIABLES:
+        return {"type": ["number", "boolean"], "description": "1 or true: yes; 0 or false: no."}
+    return {"type": "number"}
 
 
 def _value_schema(spec: VariableSpec) -> dict[str, Any]:
     unit = f" ({spec.unit})" if spec.unit else ""
-    # No minimum/maximum: a value outside the range is not refused but left out of the
-    # assessment and listed in `data_quality` (or read another way, such as FiO2 20 as 20 %).
-    number: dict[str, Any] = {"type": "number"}
-    if spec.name == "Consciousness":
-        number = {
-            "oneOf": [
-                {"type": "integer", "minimum": 0, "maximum": 4},
-                {"type": "string", "enum": ["A", "C", "V", "P", "U"]},
-            ]
-        }
+    number = _number_schema(spec)
     aliases = f" Also accepted as: {', '.join(spec.aliases)}." if spec.aliases else ""
     return {
         "description": f"{spec.description}{unit}, used {spec.range_text} (a value outside it "
@@ -118,7 +133,7 @@ def _value_schema(spec: VariableSpec) -> dict[str, Any]:
             {
                 "type": "array",
                 "description": "Time series in any order; sorted by `ts`.",
-                "items": _POINT_SCHEMA,
+                "items": _point_schema(number),
                 "minItems": 1,
                 "maxItems": MAX_POINTS_PER_VARIABLE,
             },
