@@ -23,6 +23,18 @@ async def test_merged_openapi_has_every_public_route_and_no_internal_one(stack):
     assert doc["paths"]["/performance"]["get"]["tags"] == ["gateway"]
 
 
+async def test_every_operation_is_summarised_as_the_route_table_says(stack):
+    client = await stack.start()
+    doc = (await client.get("/openapi.json")).json()
+    summaries = {
+        (path, method): op.get("summary")
+        for path, item in doc["paths"].items()
+        for method, op in item.items()
+    }
+    for route in PUBLIC_ROUTES:
+        assert summaries[(route.path, route.method.lower())] == route.summary
+
+
 async def test_merged_openapi_keeps_service_bodies_examples_and_adds_the_key_scheme(stack):
     client = await stack.start()
     doc = (await client.get("/openapi.json")).json()

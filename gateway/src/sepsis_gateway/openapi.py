@@ -94,6 +94,9 @@ def gateway_document(base: JsonDict, routes: Sequence[PublicRoute]) -> JsonDict:
     for route in routes:
         if route.upstream is not None:
             paths.setdefault(route.path, {})[route.method.lower()] = forwarded_operation(route)
+        elif route.method.lower() in paths.get(route.path, {}):
+            # the route table's summary, not one FastAPI makes of the handler's name
+            paths[route.path][route.method.lower()]["summary"] = route.summary
     components: JsonDict = doc.setdefault("components", {})
     schemas: JsonDict = components.setdefault("schemas", {})
     if "ErrorEnvelope" not in schemas:
@@ -209,7 +212,8 @@ def _public_operation(gateway_op: JsonDict, service_op: JsonDict, taken_ids: set
     for status, response in gateway_responses.items():
         if status not in responses:
             responses[status] = response
-    op.setdefault("summary", gateway_op.get("summary"))
+    # The route table's summary (a service's own is often its handler's name in words).
+    op["summary"] = gateway_op.get("summary") or op.get("summary")
     op_id = op.get("operationId") or gateway_op.get("operationId")
     if op_id:
         while op_id in taken_ids:
