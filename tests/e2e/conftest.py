@@ -6,16 +6,17 @@ the machine's Redis). The real Azure OpenAI cannot be reached from here, so gena
 pointed, through the original deployment's AZURE_OPENAI_* variables, at the local
 OpenAI-compatible server of `tests/fakes/fake_openai.py`, which speaks the Azure URL scheme.
 
-`STACK=compose` runs the same tests against `docker compose` instead (GenAI on its offline
-provider); without a working Docker engine those tests are skipped, saying so.
+`STACK=compose` runs the same tests against compose.yaml under testcontainers instead (the
+built images, GenAI on its offline provider; `scripts/test-containers` runs them so); without a
+container engine and Compose v2 those tests are skipped, saying so.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import secrets
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -52,6 +53,20 @@ _CALLER_SETTINGS = frozenset(
         "STACK_RUN_DIR",
     }
 )
+
+
+def load_module(path: Path) -> ModuleType:
+    """A helper module of the tests (not a package) loaded by path, once."""
+    name = f"sepsis_tests_{path.stem}"
+    module = sys.modules.get(name)
+    if module is None:
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None
+        assert spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # before it runs: dataclasses look their module up
+        spec.loader.exec_module(module)
+    return module
 
 
 def caller_env() -> dict[str, str]:
@@ -153,18 +168,14 @@ def stack(
     if mode == "local":
         handle = cast("StackHandle", mod.LocalStack(config))
     else:
-        if shutil.which("docker") is None:
-            pytest.skip("STACK=compose needs Docker; the docker command is not installed")
-        probe = subprocess.run(["docker", "info"], capture_output=True, timeout=60, check=False)
-        if probe.returncode != 0:
-            pytest.skip("STACK=compose needs a running Docker engine; `docker info` failed here")
-        plugin = subprocess.run(
-            ["docker", "compose", "version"], capture_output=True, timeout=60, check=False
-        )
-        if plugin.returncode != 0:
-            pytest.skip("STACK=compose needs the Compose v2 plugin; `docker compose` is missing")
+        # compose.yaml under testcontainers' DockerCompose, on the engine DOCKER_HOST names
+        # (scripts/test-containers sets up podman's socket and Compose v2 for it).
+        compose = load_module(ROOT / "tests" / "containers" / "compose_stack.py")
         project = f"sepsis-e2e-{secrets.token_hex(4)}"
-        handle = cast("StackHandle", mod.ComposeStack(config, project=project))
+        try:
+            handle = cast("StackHandle", compose.ComposeStack.from_config(config, project=project))
+        except compose.ComposeUnavailable as exc:
+            pytest.skip(f"STACK=compose: {exc} (scripts/test-containers sets one up)")
     handle.start()
     try:
         yield handle
