@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -32,6 +33,9 @@ async def test_valid_answer_is_used_and_reported(
         r = await client.post("/genai-classify", json=guide_request)
     assert r.status_code == 200, r.text
     body = r.json()
+    # The local server reports a token per four characters, as its `usage`.
+    sent = fake_llm.requests[0]
+    answered = json.dumps(answer(risk=88, priority="Critical", probability=0.8))
     assert body["llm"] == {
         "provider": "openai",
         "model": "gpt-test",
@@ -42,6 +46,8 @@ async def test_valid_answer_is_used_and_reported(
         "error_kind": None,
         "response_format": "json_schema",
         "coalesced": False,
+        "prompt_tokens": len(sent.prompt_text) // 4,
+        "completion_tokens": len(answered) // 4,
     }
     assert body["degraded"] is False
     assert body["priority"] == "Critical"

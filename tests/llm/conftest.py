@@ -9,10 +9,12 @@ reaches it through the `openai` SDK, as it reaches Azure OpenAI in production.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
 import signal
+import ssl
 import subprocess
 import threading
 import time
@@ -32,6 +34,9 @@ from sepsis_genai.config import GenAISettings
 HERE = Path(__file__).resolve().parent
 LAUNCHER = HERE / "llama_server.py"
 PYTHON_VAR = "LLM_TIER_PYTHON"
+# One generation thread: llama.cpp's threads spin while they wait for each other, and beside
+# the service and the test process on the same cores two of them ran a 64-token answer in
+# 31 s against 2 s for one (measured on this project's 2-core machines under load).
 TOKEN = "llm-tier-service-token-0123456789abcdef"
 START_TIMEOUT_S = 120.0
 
@@ -99,7 +104,7 @@ def start_llama(*, parallel: int = 1, threads: int | None = None) -> LlamaServer
         "--parallel",
         str(parallel),
         "--threads",
-        str(threads or os.cpu_count() or 2),
+        str(threads or int(os.environ.get("LLM_TIER_THREADS", "1"))),
     ]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     line: list[str] = []
@@ -136,6 +141,87 @@ def llama_two_slots() -> Iterator[LlamaServer]:
         yield server
     finally:
         server.stop()
+
+
+@dataclass(frozen=True)
+class HospitalCA:
+    """A private CA (as a hospital runs) and a server certificate it signed for 127.0.0.1."""
+
+    bundle: Path
+    server_cert: Path
+    server_key: Path
+
+
+def _openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def hospital_ca(tmp_path_factory: pytest.TempPathFactory) -> HospitalCA:
+    where = tmp_path_factory.mktemp("hospital-ca")
+    ca_key, ca = where / "ca.key", where / "ca.pem"
+    key, csr, cert = where / "server.key", where / "server.csr", where / "server.pem"
+    ext = where / "san.cnf"
+    ext.write_text("subjectAltName=IP:127.0.0.1\n", "utf-8")
+    _openssl(
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out",
+        str(ca), "-days", "2", "-subj", "/CN=Test Hospital Root CA",
+    )  # fmt: skip
+    _openssl(
+        "req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr),
+        "-subj", "/CN=llm.hospital.test",
+    )  # fmt: skip
+    _openssl(
+        "x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
+        "-CAcreateserial", "-out", str(cert), "-days", "2", "-extfile", str(ext),
+    )  # fmt: skip
+    return HospitalCA(bundle=ca, server_cert=cert, server_key=key)
+
+
+@pytest.fixture
+async def tls_front(llama: LlamaServer, hospital_ca: HospitalCA) -> AsyncIterator[str]:
+    """HTTPS in front of the llama.cpp server (its wheel has no TLS), as a hospital's reverse
+    proxy would be: a certificate of the hospital's CA, bytes passed through. Yields the
+    OpenAI base URL."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(hospital_ca.server_cert, hospital_ca.server_key)
+    upstream = httpx.URL(llama.origin)
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, ssl.SSLError):
+            pass
+        finally:
+            writer.close()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(upstream.host, upstream.port)
+        except OSError:
+            writer.close()
+            return
+        pair = [
+            asyncio.create_task(pipe(reader, up_writer)),
+            asyncio.create_task(pipe(up_reader, writer)),
+        ]
+        tasks.update(pair)
+        for task in pair:
+            task.add_done_callback(tasks.discard)
+        await asyncio.gather(*pair, return_exceptions=True)
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=context)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"https://127.0.0.1:{port}/v1"
+    finally:
+        server.close()
+        for task in list(tasks):
+            task.cancel()
+        await server.wait_closed()
 
 
 @pytest.fixture(autouse=True)

@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--alias", default=DEFAULT_ALIAS, help="the model name it reports")
     parser.add_argument("--parallel", type=int, default=1, help="slots (1: one call at a time)")
     parser.add_argument("--ctx", type=int, default=4096, help="context tokens per slot")
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads for generation")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads for generation")
     parser.add_argument(
         "--check", action="store_true", help="only verify the model file and print its path"
     )

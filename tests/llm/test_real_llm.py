@@ -165,6 +165,8 @@ async def test_guide_request_end_to_end(settings: SettingsFactory, run_app: RunA
     # The guide's patient (SBP 88, lactate 3.2, mottled skin) is at least Urgent, always.
     assert rank(body["priority"]) >= rank("Urgent")
     assert performance["llm"]["http_calls"] == llm["attempts"]
+    assert performance["llm"]["prompt_tokens"] == llm["prompt_tokens"] > 0
+    assert performance["llm"]["completion_tokens"] == llm["completion_tokens"] > 0
     assert performance["llm"]["json_schema_fallbacks"] == 0
 
 
@@ -176,6 +178,9 @@ async def test_a_cut_answer_is_not_used(settings: SettingsFactory, run_app: RunA
     assert body["llm"]["status"] == "invalid_output"
     # The cut answer got one repair turn, cut again, then the deterministic assessment.
     assert body["llm"]["attempts"] == 2
+    # Both turns cost what the server reports: 64 completion tokens each.
+    assert body["llm"]["completion_tokens"] == 128
+    assert body["llm"]["prompt_tokens"] > 2 * 300
     assert body["degraded"] is True
     assert body["model"]["name"] != f"openai:{settings().openai_model}"
     assert body["guardrail"]["priority_floor"] == "Urgent"
@@ -198,6 +203,8 @@ async def test_a_slow_generation_ends_at_the_deadline(
     assert body["llm"]["latency_ms"] < (deadline_s + 1.0) * 1000
     assert elapsed < deadline_s + 5.0
     assert body["degraded"] is True
+    # An abandoned call reports no usage: what the server spent on it is not known here.
+    assert body["llm"]["prompt_tokens"] == 0
     assert rank(body["priority"]) >= rank("Urgent")
     # The server stops the abandoned generation (4,000 tokens would take minutes here).
     llama.wait_idle(timeout_s=10)
@@ -213,18 +220,19 @@ async def test_a_serialising_server_and_the_deadline(
         single = (await client.post("/genai-classify", json=probe)).json()
     assert single["llm"]["status"] == "invalid_output"
     one_s = single["llm"]["latency_ms"] / 1000
-    # Four at once against one slot queue at the server, and each repair turn queues behind the
-    # others' first turns: eight generations, four assessments' worth. The deadline (2.5 of
-    # them) covers that queueing: the late ones end at the deadline instead of waiting.
-    deadline_s = round(2.5 * one_s, 2)
+    # Six at once against one slot queue at the server, and each repair turn queues behind the
+    # others' first turns: twelve generations, six assessments' worth (fewer with the server's
+    # prompt cache, not under two). The deadline (two of them) covers that queueing: the late
+    # ones end at the deadline instead of waiting. Capped where the service caps it.
+    deadline_s = min(round(2 * one_s, 2), 100.0)
     config = settings(
         GENAI_MAX_OUTPUT_TOKENS=64,
         GENAI_DEADLINE_S=deadline_s,
-        GENAI_MAX_CONCURRENCY=4,
-        GENAI_BATCH_CONCURRENCY=4,
+        GENAI_MAX_CONCURRENCY=6,
+        GENAI_BATCH_CONCURRENCY=6,
     )
     patients = []
-    for i in range(4):
+    for i in range(6):
         patient = guide()
         patient["patient_id"] = f"LLM-TIER-Q{i}"
         patient["vitals"]["HR"] = 110 + i  # distinct prompts: no coalescing
@@ -254,11 +262,12 @@ async def test_a_serialising_server_and_the_deadline(
 async def test_the_guardrail_holds_whatever_the_model_says(
     settings: SettingsFactory, run_app: RunApp
 ) -> None:
-    async with run_app(settings(GENAI_MAX_OUTPUT_TOKENS=200)) as client:
+    async with run_app(settings()) as client:
         response = await client.post("/genai-classify", json=SHOCK)
     body = response.json()
     assert response.status_code == 200
-    assert body["llm"]["status"] in ("ok", "invalid_output")
+    # Whatever came back (an answer, a cut one, none in time), the floor holds.
+    assert body["llm"]["status"] in ("ok", "invalid_output", "timeout")
     assert body["priority"] == "Critical"
     assert body["risk_score"] >= body["guardrail"]["risk_floor"]
     fired = {rule["rule_id"] for rule in body["guardrail"]["fired"]}
@@ -313,7 +322,7 @@ async def test_calls_in_flight_never_exceed_the_limit(
     assert 1 in seen
     # A slot reads busy for a moment after its answer went out; two calls generating together
     # would read 2 for seconds (a 64-token generation), not for a sample or two.
-    assert longest_run(seen, 2) <= 3, seen
+    assert longest_run(seen, 2) <= 3, (seen, response.text[:3000])
     # Each patient: a cut answer and its repair, one HTTP call at a time.
     assert performance["llm"]["http_calls"] == 4
     assert performance["llm"]["in_flight"] == 0

@@ -17,6 +17,7 @@ from sepsis_genai.llm import LLMClient, build_openai_client
 from sepsis_genai.pipeline import GuardrailHolder, Pipeline, pipeline_version
 from sepsis_genai.routes import classify, guardrail, health, performance
 from sepsis_genai.routes.deps import STATE_KEY, Readiness, Services
+from sepsis_genai.tokens import TokenBudget
 from sepsis_shared.metrics import RouteMetrics, RouteMetricsMiddleware
 from sepsis_shared.service import health_router, setup_service_app
 
@@ -49,7 +50,11 @@ def create_app(settings: GenAISettings | None = None) -> FastAPI:
             llm: LLMClient | None = None
             if target is not None:
                 llm = LLMClient(
-                    client=build_openai_client(target, max_connections=settings.max_concurrency),
+                    client=build_openai_client(
+                        target,
+                        max_connections=settings.max_concurrency,
+                        read_timeout_s=settings.deadline_s,
+                    ),
                     target=target,
                     temperature=settings.temperature,
                     max_output_tokens=settings.max_output_tokens,
@@ -59,6 +64,7 @@ def create_app(settings: GenAISettings | None = None) -> FastAPI:
                     retry_max_s=settings.retry_max_s,
                     max_concurrency=settings.max_concurrency,
                     max_queued=settings.max_queued,
+                    budget=TokenBudget(settings.daily_token_budget),
                 )
                 stack.push_async_callback(llm.aclose)
                 await llm.warm_up()

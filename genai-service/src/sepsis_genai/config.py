@@ -9,6 +9,7 @@ deterministic assessment.
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -41,6 +42,8 @@ class LLMTarget:
     endpoint: str | None
     """Azure resource endpoint or OpenAI base URL (None: the SDK's default)."""
     api_version: str | None
+    ca_bundle: Path | None = None
+    """PEM file of the CAs that sign the LLM server's certificate (None: the public roots)."""
 
 
 class GenAISettings(InternalServiceSettings):
@@ -68,6 +71,12 @@ class GenAISettings(InternalServiceSettings):
     openai_api_key: SecretStr | None = Field(default=None, validation_alias=_env("OPENAI_API_KEY"))
     openai_base_url: str | None = Field(default=None, validation_alias=_env("OPENAI_BASE_URL"))
     openai_model: str = Field(default="gpt-4o-mini", validation_alias=_env("OPENAI_MODEL"))
+    llm_ca_bundle: Path | None = Field(
+        default=None,
+        validation_alias=_env("GENAI_LLM_CA_BUNDLE"),
+        description="PEM bundle of the CAs trusted for the LLM's TLS (a hospital's own CA for "
+        "an on-premises server); it replaces the public roots for LLM calls only.",
+    )
 
     # ---- LLM call policy -------------------------------------------------------------------
     deadline_s: float = Field(
@@ -97,6 +106,20 @@ class GenAISettings(InternalServiceSettings):
     temperature: float = Field(default=0.0, ge=0, le=2, validation_alias=_env("GENAI_TEMPERATURE"))
     max_output_tokens: int = Field(
         default=800, ge=64, le=8192, validation_alias=_env("GENAI_MAX_OUTPUT_TOKENS")
+    )
+    health_probe_interval_s: float = Field(
+        default=30.0,
+        ge=0,
+        validation_alias=_env("GENAI_HEALTH_PROBE_INTERVAL_S"),
+        description="/genai-health asks the LLM for one token when nothing was heard from it "
+        "for this long (0: report only the last call's outcome).",
+    )
+    daily_token_budget: int | None = Field(
+        default=None,
+        ge=1,
+        validation_alias=_env("GENAI_DAILY_TOKEN_BUDGET"),
+        description="Prompt plus completion tokens per UTC day and instance; past it, new "
+        "assessments are answered by the offline rules, saying so (unset: no limit).",
     )
     fail_on_llm_error: bool = Field(
         default=False,
@@ -207,6 +230,7 @@ class GenAISettings(InternalServiceSettings):
                 api_key=self.azure_openai_api_key.get_secret_value(),
                 endpoint=self.azure_openai_endpoint,
                 api_version=self.azure_openai_api_version,
+                ca_bundle=self._ca_bundle(),
             )
         key = self.openai_api_key.get_secret_value() if self.openai_api_key else ""
         if not key:
@@ -223,4 +247,18 @@ class GenAISettings(InternalServiceSettings):
             api_key=key,
             endpoint=self.openai_base_url,
             api_version=None,
+            ca_bundle=self._ca_bundle(),
         )
+
+    def _ca_bundle(self) -> Path | None:
+        path = self.llm_ca_bundle
+        if path is None:
+            return None
+        try:
+            ssl.create_default_context(cafile=str(path))
+        except (OSError, ssl.SSLError) as exc:
+            problem = "not found" if isinstance(exc, FileNotFoundError) else "no PEM CA bundle"
+            raise MissingConfiguration(
+                f"genai-service refuses to start: GENAI_LLM_CA_BUNDLE ({path}) is {problem}."
+            ) from None
+        return path

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
@@ -43,9 +44,11 @@ from sepsis_genai.coalesce import InFlight
 from sepsis_genai.config import LLMTarget
 from sepsis_genai.llm_answer import InvalidAnswer, parse_answer
 from sepsis_genai.llm_outcome import LLMOutcome, LLMStats, ResponseFormat
+from sepsis_genai.llm_probe import PROBE_TIMEOUT_S, probe_llm
 from sepsis_genai.llm_retry import Backoff, classify_status, is_retryable, retry_after_s
 from sepsis_genai.narrative import REPAIR_PROMPT, Prompt
 from sepsis_genai.schemas import LLMAnswer, LLMStatus, answer_json_schema
+from sepsis_genai.tokens import NO_TOKENS, TokenBudget, TokenUsage
 from sepsis_shared.errors import ServiceError
 
 logger = logging.getLogger("sepsis_genai.llm")
@@ -73,16 +76,24 @@ class _Failure(Exception):
         self.kind = kind
 
 
-def build_openai_client(target: LLMTarget, *, max_connections: int) -> AsyncOpenAI:
-    """The SDK client for a target, with our own retries (SDK retries off) and a pool sized to
-    the concurrency limit."""
+def build_openai_client(
+    target: LLMTarget, *, max_connections: int, read_timeout_s: float = 60.0
+) -> AsyncOpenAI:
+    """The SDK client for a target, with our own retries (SDK retries off), a pool sized to
+    the concurrency limit and, for a server with a certificate of the hospital's own CA, that
+    CA bundle as the only trust roots. The read timeout should not be below the call's
+    deadline: a slow server's answer still counts until then."""
+    verify: ssl.SSLContext | bool = True
+    if target.ca_bundle is not None:
+        verify = ssl.create_default_context(cafile=str(target.ca_bundle))
     http_client = openai.DefaultAsyncHttpxClient(
+        verify=verify,
         limits=httpx.Limits(
             max_connections=max_connections,
             max_keepalive_connections=max_connections,
             keepalive_expiry=30.0,
         ),
-        timeout=httpx.Timeout(60.0, connect=5.0),
+        timeout=httpx.Timeout(read_timeout_s, connect=5.0),
     )
     if target.provider == "azure":
         assert target.endpoint is not None
@@ -117,6 +128,7 @@ class LLMClient:
         retry_max_s: float,
         max_concurrency: int,
         max_queued: int = 0,
+        budget: TokenBudget | None = None,
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
     ) -> None:
@@ -137,6 +149,8 @@ class LLMClient:
         self._completion_tokens_param = False
         self._in_flight: InFlight[LLMOutcome] = InFlight()
         self.stats = LLMStats()
+        self.budget = budget or TokenBudget(None)
+        self._probe_task: asyncio.Task[None] | None = None
 
     @property
     def provider(self) -> Literal["azure", "openai"]:
@@ -163,7 +177,45 @@ class LLMClient:
 
     async def aclose(self) -> None:
         self._in_flight.cancel_all()
+        if self._probe_task is not None:
+            self._probe_task.cancel()
         await self._client.close()
+
+    # ---- health ----------------------------------------------------------------------------
+    async def probe_if_stale(self, max_age_s: float) -> None:
+        """Probe the LLM (`sepsis_genai.llm_probe`) when nothing has said how it is doing for
+        `max_age_s` seconds (0: never). Concurrent callers share one probe; a used-up token
+        budget is not spent on probes."""
+        if max_age_s <= 0 or self.budget.exhausted:
+            return
+        latest = self.stats.latest()
+        if latest is not None and (datetime.now(UTC) - latest[0]).total_seconds() < max_age_s:
+            return
+        if self._probe_task is None or self._probe_task.done():
+            self._probe_task = asyncio.create_task(self._probe(), name="llm-probe")
+        await asyncio.shield(self._probe_task)
+
+    async def _probe(self) -> None:
+        result = await probe_llm(
+            self._client,
+            model=self.target.model,
+            completion_tokens_param=self._completion_tokens_param,
+            timeout_s=min(PROBE_TIMEOUT_S, self.deadline_s),
+        )
+        self.stats.probes += 1
+        self.stats.last_probe = result
+        self.stats.prompt_tokens += result.tokens.prompt
+        self.stats.completion_tokens += result.tokens.completion
+        self.budget.record(result.tokens)
+        logger.log(
+            logging.INFO if result.ok else logging.WARNING,
+            "llm probe %s",
+            "ok" if result.ok else "failed",
+            extra={
+                "llm_error_kind": result.error_kind,
+                "llm_latency_ms": round(result.latency_ms, 1),
+            },
+        )
 
     # ---- coalescing ------------------------------------------------------------------------
     async def assess(
@@ -182,7 +234,18 @@ class LLMClient:
         if task is not None:
             self.stats.coalesced += 1
             outcome = await asyncio.shield(task)
-            return replace(outcome, coalesced=True)
+            # The shared call's tokens are counted once, on the answer that made it.
+            return replace(outcome, coalesced=True, tokens=NO_TOKENS)
+        if self.budget.exhausted:
+            self.budget.offline_answers += 1
+            self.stats.by_status[LLMStatus.BUDGET_EXHAUSTED.value] += 1
+            return LLMOutcome(
+                status=LLMStatus.BUDGET_EXHAUSTED,
+                answer=None,
+                attempts=0,
+                latency_ms=0.0,
+                error_kind="daily_token_budget",
+            )
         if len(self._in_flight) >= self.max_concurrency + self.max_queued:
             self.stats.shed += 1
             raise LLMOverloaded(
@@ -222,6 +285,7 @@ class LLMClient:
                 attempts=state.attempts,
                 latency_ms=_ms_since(started),
                 response_format=state.response_format,
+                tokens=state.tokens,
             )
             self.stats.last_success = datetime.now(UTC)
             self.stats.by_status[LLMStatus.OK.value] += 1
@@ -229,6 +293,9 @@ class LLMClient:
                 await on_answer(answer)
         finally:
             self.stats.in_flight -= 1
+            self.stats.prompt_tokens += state.tokens.prompt
+            self.stats.completion_tokens += state.tokens.completion
+            self.budget.record(state.tokens)
         logger.log(
             logging.INFO if outcome.status is LLMStatus.OK else logging.WARNING,
             "llm call %s",
@@ -239,6 +306,8 @@ class LLMClient:
                 "llm_attempts": outcome.attempts,
                 "llm_latency_ms": round(outcome.latency_ms, 1),
                 "llm_response_format": outcome.response_format,
+                "llm_prompt_tokens": outcome.tokens.prompt,
+                "llm_completion_tokens": outcome.tokens.completion,
             },
         )
         return outcome
@@ -256,6 +325,7 @@ class LLMClient:
             latency_ms=_ms_since(started),
             error_kind=kind,
             response_format=state.response_format,
+            tokens=state.tokens,
         )
 
     async def _call(self, prompt: Prompt, state: _CallState, started: float) -> LLMAnswer:
@@ -356,6 +426,9 @@ class LLMClient:
                 ),
                 response_format=fmt,
             )
+        usage = completion.usage
+        if usage is not None:
+            state.tokens += TokenUsage(usage.prompt_tokens, usage.completion_tokens)
         if not completion.choices:
             raise InvalidAnswer("the reply held no choices", "")
         choice = completion.choices[0]
@@ -375,6 +448,7 @@ class LLMClient:
 class _CallState:
     attempts: int = 0
     response_format: ResponseFormat | None = None
+    tokens: TokenUsage = NO_TOKENS
 
 
 def _messages(prompt: Prompt) -> list[ChatCompletionMessageParam]:

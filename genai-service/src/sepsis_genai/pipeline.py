@@ -203,10 +203,13 @@ class Pipeline:
             error_kind=outcome.error_kind,
             response_format=outcome.response_format,
             coalesced=outcome.coalesced,
+            prompt_tokens=outcome.tokens.prompt,
+            completion_tokens=outcome.tokens.completion,
         )
         if outcome.answer is not None and outcome.status is LLMStatus.OK:
             return self._respond(patient, facts, outcome.answer, info, started, from_llm=True)
-        if self.fail_on_llm_error:
+        # A used-up token budget is a decision, not a failure: the offline rules answer.
+        if self.fail_on_llm_error and outcome.status is not LLMStatus.BUDGET_EXHAUSTED:
             raise UpstreamUnavailable(
                 f"The language model's answer is unavailable ({outcome.status.value}).",
                 details={"llm_status": outcome.status.value, "error_kind": outcome.error_kind},
@@ -252,7 +255,13 @@ class Pipeline:
         degraded = info.status not in (LLMStatus.OK, LLMStatus.CACHED, LLMStatus.OFFLINE)
 
         rationale = answer.rationale
-        if degraded:
+        if info.status is LLMStatus.BUDGET_EXHAUSTED:
+            rationale = (
+                "The language model was not asked: this instance's daily token budget is used "
+                "up. This is the deterministic guardrail and clinical-score assessment. "
+                f"{rationale}"
+            )
+        elif degraded:
             rationale = (
                 f"The language model's answer is unavailable ({info.status.value}); this is the "
                 f"deterministic guardrail and clinical-score assessment. {rationale}"

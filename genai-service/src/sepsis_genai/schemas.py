@@ -97,6 +97,7 @@ class LLMStatus(StrEnum):
     TIMEOUT = "timeout"
     INVALID_OUTPUT = "invalid_output"
     RATE_LIMITED = "rate_limited"
+    BUDGET_EXHAUSTED = "budget_exhausted"
 
 
 class LLMInfo(BaseModel):
@@ -108,7 +109,8 @@ class LLMInfo(BaseModel):
         description=(
             "`ok` fresh LLM answer, `cached` LLM answer from the cache, `offline` no LLM "
             "configured (deterministic rules), else why the LLM answer is missing: `failed`, "
-            "`timeout`, `invalid_output`, `rate_limited`."
+            "`timeout`, `invalid_output`, `rate_limited`, `budget_exhausted` (the day's token "
+            "budget is used up: the offline rules answer until the next UTC day)."
         )
     )
     cached: bool
@@ -120,6 +122,14 @@ class LLMInfo(BaseModel):
     response_format: Literal["json_schema", "json_object"] | None = None
     coalesced: bool = Field(
         default=False, description="The answer was shared with an identical in-flight request."
+    )
+    prompt_tokens: int = Field(
+        default=0,
+        description="Prompt tokens the LLM server reported for this answer's calls, repair turn "
+        "included (0 when no call was made: cached, offline, shared or over budget).",
+    )
+    completion_tokens: int = Field(
+        default=0, description="Completion tokens the LLM server reported for those calls."
     )
 
 
@@ -250,6 +260,18 @@ class CacheHealth(BaseModel):
     ttl_s: int | None
 
 
+class ProbeHealth(BaseModel):
+    """The last active check of the LLM (a one-token completion)."""
+
+    interval_s: float = Field(
+        description="A probe runs when nothing was heard from the LLM for this long (0: never)."
+    )
+    at: str | None = Field(description="When the last probe ran (None: not yet).")
+    ok: bool | None
+    error_kind: str | None
+    latency_ms: float | None
+
+
 HealthStatus = Literal["available", "degraded", "unavailable"]
 
 
@@ -258,7 +280,8 @@ class GenAIHealth(BaseModel):
 
     status: HealthStatus = Field(
         description="`available`: LLM answering; `degraded`: answers come from the offline "
-        "rules (no LLM configured, or the last LLM call failed) or the cache is down; "
+        "rules (no LLM configured, the newest of the last LLM call and the last probe failed, "
+        "or the day's token budget is used up) or the cache is down; "
         "`unavailable`: the LLM is failing and the service is set to answer 503."
     )
     pipeline_version: str
@@ -268,6 +291,9 @@ class GenAIHealth(BaseModel):
     last_llm_success: str | None
     last_llm_failure: str | None
     last_llm_failure_kind: str | None
+    llm_probe: ProbeHealth | None = Field(
+        description="The last active check of the LLM; None without an LLM."
+    )
     cache: CacheHealth
     guardrail_version: str
     timestamp: str

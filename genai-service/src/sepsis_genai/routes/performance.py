@@ -32,5 +32,6 @@ async def performance(services: ServicesDep) -> dict[str, Any]:
             "provider": services.pipeline.provider,
             "model": services.pipeline.model_label,
             **(llm.stats.as_dict() if llm is not None else {}),
+            "token_budget": llm.budget.as_dict() if llm is not None else None,
         },
     }
