@@ -220,18 +220,22 @@ def test_compose_interpolations_are_well_formed() -> None:
         assert _VALID_INTERPOLATION.match(expr), expr
 
 
+# The container tier names its Compose v2 command (SEPSIS_COMPOSE_COMMAND); else `docker`.
+_DOCKER = os.environ.get("SEPSIS_COMPOSE_COMMAND") or "docker"
+
+
 def _docker_compose_works() -> bool:
-    if shutil.which("docker") is None:
+    if shutil.which(_DOCKER) is None:
         return False
     probe = subprocess.run(
-        ["docker", "compose", "version"], capture_output=True, timeout=30, check=False
+        [_DOCKER, "compose", "version"], capture_output=True, timeout=30, check=False
     )
     return probe.returncode == 0
 
 
 def _compose_config(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["docker", "compose", "-f", str(ROOT / "compose.yaml"), "config", "--quiet"],
+        [_DOCKER, "compose", "-f", str(ROOT / "compose.yaml"), "config", "--quiet"],
         capture_output=True,
         text=True,
         timeout=60,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -97,3 +98,37 @@ def test_image_holds_only_its_own_stack_and_runs_unprivileged(engine: Any, servi
     assert "sepsis-shared" in dists
     assert not found["curl"], "the probe needs no curl and the image carries none"
     print(f"{service}: {len(dists)} distributions")  # noqa: T201
+
+
+@pytest.mark.parametrize(
+    ("service", "env", "named"),
+    [
+        # what an older compose implementation passed on for `API_KEYS: ${API_KEYS:-}`
+        ("gateway", {"API_KEYS": "${API_KEYS:-}"}, "API_KEYS"),
+        ("gateway", {"ADMIN_API_KEYS": "changeme"}, "ADMIN_API_KEYS"),
+        ("ml-service", {"SERVICE_TOKEN": "sepsis_secret_key_2024"}, "SERVICE_TOKEN"),
+        ("genai-service", {"SERVICE_TOKEN": "short"}, "SERVICE_TOKEN"),
+    ],
+)
+def test_the_image_refuses_to_start_on_a_placeholder_secret(
+    engine: Any, service: str, env: dict[str, str], named: str
+) -> None:
+    good = {
+        "API_KEY": secrets.token_urlsafe(32),
+        "ADMIN_API_KEYS": secrets.token_urlsafe(32),
+        "SERVICE_TOKEN": secrets.token_urlsafe(32),
+    }
+    container = engine.client.containers.run(
+        f"sepsis/{service}:local", environment={**good, **env}, detach=True
+    )
+    try:
+        status = container.wait(timeout=60)
+        logs = container.logs().decode()
+    finally:
+        container.remove(force=True)
+    assert status["StatusCode"] != 0, logs[-2000:]
+    assert named in logs
+    for value in env.values():
+        # (the message's own examples, in backquotes, aside)
+        shown = logs.replace("`${...}`", "").replace("`changeme`", "")
+        assert value not in shown, "the refused value is echoed"
