@@ -240,7 +240,7 @@ def render(
         "",
         f"- run: {started.strftime('%Y-%m-%d %H:%M:%S')} UTC, {seconds / 60:.1f} minutes"
         f"{' (--quick)' if args.quick else ''}",
-        f"- command: `scripts/report-resilience {shlex.join(argv)}`".replace(" ``", "``"),
+        f"- command: `{shlex.join(['scripts/report-resilience', *argv])}`",
         f"- commit: {git_commit()}",
         f"- machine: {platform.node()}, {os.cpu_count()} CPUs, Python "
         f"{platform.python_version()}, {platform.platform()}",

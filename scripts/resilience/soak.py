@@ -233,7 +233,9 @@ def soak_section(
     section.table(["process", "figure", "start", "end", "peak", "growth", "noise", "verdict"],
                   rows)  # fmt: skip
     if history:
-        p99s = [h["p99"] for h in history if not math.isnan(h["p99"])] or [math.nan]
+        # Windows without a request (the very first) carry no latency.
+        p99s = [h["p99"] for h in history if h["rps"] > 0 and not math.isnan(h["p99"])]
+        p99s = p99s or [math.nan]
         section.add(
             f"/classify over the soak (locust's 10 s windows): p99 from {ms(p99s[0], 0)} to "
             f"{ms(p99s[-1], 0)} ms, worst {ms(max(p99s), 0)} ms.",
