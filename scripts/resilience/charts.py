@@ -36,9 +36,9 @@ def faults_chart(data: dict[str, Any], path: Path) -> Path:
     ax.set_yscale("log")
     ax.set_xlabel("seconds since the load began")
     ax.set_ylabel("latency, ms (log)")
-    ax.set_title("Background load through the faults (shaded: fault until recovery)", pad=40)
+    fig.suptitle("Background load through the faults (shaded: fault until recovery)")
     ax.legend(loc="upper right", markerscale=4, fontsize=8)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

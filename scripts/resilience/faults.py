@@ -69,6 +69,7 @@ def judge_answer(route: str, status: int, body: Any, sent: int) -> tuple[str, st
     if not isinstance(results, list) or len(results) != sent:
         return "silent", f"batch of {sent} answered {len(results or [])} items"
     outcomes: Counter[str] = Counter()
+    codes: list[str] = []
     for item in results:
         if not isinstance(item, dict):
             return "silent", "a batch item is not an object"
@@ -76,7 +77,11 @@ def judge_answer(route: str, status: int, body: Any, sent: int) -> tuple[str, st
             error = item.get("error")
             if isinstance(error, dict):
                 # The load's batches carry one invalid patient on purpose: its entry is right.
-                outcomes["ok" if error.get("code") == "invalid_input" else "error"] += 1
+                if error.get("code") == "invalid_input":
+                    outcomes["ok"] += 1
+                else:
+                    outcomes["error"] += 1
+                    codes.append(str(error.get("code")))
             elif isinstance(item.get("risk_score"), int | float):
                 outcomes["ok"] += 1
             else:
@@ -85,11 +90,15 @@ def judge_answer(route: str, status: int, body: Any, sent: int) -> tuple[str, st
             outcomes[_judge_genai(item["assessment"])[0]] += 1
         elif item.get("ok") is False and isinstance(item.get("error"), dict):
             outcomes["error"] += 1
+            codes.append(str(item["error"].get("code")))
         else:
             return "silent", "a batch item neither answered nor marked failed"
-    for worst in ("silent", "error", "degraded"):
-        if outcomes[worst]:
-            return worst, f"{outcomes[worst]} of {sent} items {worst}"
+    if outcomes["silent"]:
+        return "silent", f"{outcomes['silent']} of {sent} items failed without saying so"
+    if outcomes["error"]:
+        return "error", codes[0]
+    if outcomes["degraded"]:
+        return "degraded", f"{outcomes['degraded']} of {sent} items degraded"
     return "ok", ""
 
 
@@ -402,7 +411,9 @@ def run_fault(
     ]
     counts: dict[str, Counter[str]] = {}
     for r in in_window:
-        counts.setdefault(r.route, Counter())[r.outcome] += 1
+        # An error is counted with its code (upstream_unavailable, llm_overloaded, ...).
+        outcome = f"{r.outcome} {r.note}" if r.outcome == "error" else r.outcome
+        counts.setdefault(r.route, Counter())[outcome] += 1
     probes = [p for p in monitor.probes if t_inject <= p.at <= t_end]
     extra["restore_s"] = round(t_ready - t_restore, 2)
     return FaultResult(
@@ -485,8 +496,9 @@ def faults_section(rs: ReportStack, *, hold_s: float) -> Section:
     )  # fmt: skip
     section.add(
         "Outcomes: ok (a real answer), degraded (a 200 saying the LLM answer is missing, "
-        "`degraded: true`, with the guardrail's assessment), error (an error envelope with its "
-        "code), silent (a failure passed off as a 200) or malformed (no envelope).",
+        "`degraded: true`, with the guardrail's assessment), error (an error envelope, with its "
+        "code; for a batch, the code of its first failed item), silent (a failure passed off "
+        "as a 200) or malformed (no envelope).",
         "",
     )
     for r in results:
