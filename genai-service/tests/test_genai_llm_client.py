@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
-import httpx
+import httpx2
 import pytest
 
 from sepsis_genai.config import LLMTarget
@@ -220,7 +220,7 @@ async def test_different_keys_are_not_coalesced(fake_llm: FakeOpenAI) -> None:
     ],
 )
 def test_retry_after_header_forms(headers: dict[str, str], expected: float | None) -> None:
-    assert retry_after_s(httpx.Headers(headers)) == expected
+    assert retry_after_s(httpx2.Headers(headers)) == expected
 
 
 async def test_fenced_markdown_json_is_accepted(fake_llm: FakeOpenAI) -> None:

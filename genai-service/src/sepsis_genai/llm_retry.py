@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 
-import httpx
+import httpx2
 
 from sepsis_genai.schemas import LLMStatus
 
@@ -61,7 +61,7 @@ class Backoff:
         return delay
 
 
-def retry_after_s(headers: httpx.Headers) -> float | None:
+def retry_after_s(headers: httpx2.Headers) -> float | None:
     """Seconds the server asked us to wait (`retry-after-ms`, `retry-after` seconds or date)."""
     raw_ms = headers.get("retry-after-ms")
     if raw_ms:
