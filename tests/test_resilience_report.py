@@ -10,6 +10,7 @@ import json
 import math
 import os
 import random
+import shutil
 import subprocess
 from pathlib import Path
 from types import ModuleType
@@ -37,6 +38,11 @@ def _module(monkeypatch: pytest.MonkeyPatch, name: str) -> ModuleType:
 
 
 @pytest.mark.e2e
+@pytest.mark.skipif(
+    shutil.which("redis-server") is None,
+    reason="the report stops and restarts a Redis of its own: needs redis-server "
+    "(Debian/Ubuntu: apt-get install redis-server)",
+)
 def test_quick_report_runs_every_part_and_writes_every_section(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_OPENAI_", "OPENAI_"))}
     run = subprocess.run(
