@@ -323,10 +323,14 @@ def print_table(runs: list[Run], ratios: dict[int, dict[str, float | None]]) -> 
 async def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     direct = Target(
-        "direct", args.ml_url.rstrip("/") + args.path, {"X-Service-Token": args.service_token}
+        "direct",
+        args.ml_url.rstrip("/") + args.path,
+        {"X-Service-Token": args.service_token, "Content-Type": "application/json"},
     )
     gateway = Target(
-        "gateway", args.gateway_url.rstrip("/") + args.path, {"X-API-Key": args.api_key}
+        "gateway",
+        args.gateway_url.rstrip("/") + args.path,
+        {"X-API-Key": args.api_key, "Content-Type": "application/json"},
     )
     for target in (direct, gateway):
         problem = await preflight(target)
