@@ -571,3 +571,32 @@ async def test_openapi_documents_both_forms_and_a_route_returns_422_paths() -> N
     err = bad.json()["error"]
     assert err["code"] == "invalid_input"
     assert {d["field"] for d in err["details"]} == {"vitals.HR[1].val", "vitals.HR[1].ts"}
+
+
+def test_times_without_a_zone_beside_times_with_one_are_read_as_utc_and_said() -> None:
+    patient = parse_patient(
+        {
+            "vitals": {
+                "HR": [
+                    {"val": 90, "ts": "2026-12-01T10:00:00+02:00"},
+                    {"val": 95, "ts": "2026-12-01T09:30:00"},
+                    {"val": 99, "ts": "2026-12-01T09:45:00"},
+                ],
+                "SBP": [{"val": 120, "ts": "2026-12-01T09:50:00Z"}],
+            }
+        },
+        now=datetime(2026, 12, 1, 12, tzinfo=UTC),
+    )
+    [issue] = patient.data_quality
+    assert (issue.field, issue.variable, issue.action) == ("vitals.HR[1]", "HR", "read_as")
+    assert "2 times of HR sent without a time zone, read as UTC" in issue.reason
+    # read as UTC: 09:45Z is the newest HR, 10:00+02:00 (08:00Z) the oldest
+    assert [o.value for o in patient.observations("HR")] == [90, 95, 99]
+
+
+def test_times_all_without_a_zone_are_utc_without_a_word() -> None:
+    patient = parse_patient(
+        {"vitals": {"HR": [{"val": 90, "ts": "2026-12-01T09:00:00"}]}},
+        now=datetime(2026, 12, 1, 12, tzinfo=UTC),
+    )
+    assert patient.data_quality == ()

@@ -41,7 +41,7 @@ import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Final
 
 from sepsis_shared.errors import FieldError, InvalidInput, PayloadTooLarge
@@ -177,6 +177,11 @@ def _another_reading(spec: VariableSpec, x: float) -> tuple[float, str] | None:
     return None
 
 
+_NAIVE_READ_AS: Final = timezone(timedelta(0), "UTC, no offset sent")
+"""The zone of a time sent without an offset: UTC, as a distinct object so that such times
+can be told apart (they compare and subtract as UTC)."""
+
+
 @dataclass(slots=True)
 class _Issue:
     """A data-quality issue while parsing (`hours_ago` of a series point is known only once
@@ -197,12 +202,16 @@ class _Parser:
     """One patient's parse: collects errors instead of stopping at the first, and the inputs
     it did not take as sent."""
 
-    __slots__ = ("bad_units", "errors", "issues", "units")
+    __slots__ = ("bad_units", "errors", "issues", "naive_times", "units", "zoned_times")
 
     def __init__(self) -> None:
         self.errors: list[tuple[str, str]] = []
         self.issues: list[_Issue] = []
         self.units: dict[str, _Converter] = {}
+        # the points whose time carried no offset, by variable (read as UTC), and whether any
+        # time of the patient carried one
+        self.naive_times: dict[str, list[str]] = {}
+        self.zoned_times = False
         # variables whose unit was rejected: their values are not range-checked a second time
         self.bad_units: set[str] = set()
 
@@ -305,7 +314,7 @@ class _Parser:
             self.err(path, "expected an ISO 8601 timestamp, e.g. 2026-02-07T18:30:00Z")
             return None
         if ts.tzinfo is None:
-            return ts.replace(tzinfo=UTC)
+            return ts.replace(tzinfo=_NAIVE_READ_AS)
         return ts
 
     # ---- one variable --------------------------------------------------------------------
@@ -392,6 +401,10 @@ class _Parser:
             issues = len(self.issues)
             x = self.number(spec, item[val_key], f"{ipath}.{val_key}")
             ts = self.timestamp(item[ts_key], f"{ipath}.{ts_key}")
+            if ts is not None and ts.tzinfo is _NAIVE_READ_AS:
+                self.naive_times.setdefault(spec.name, []).append(ipath)
+            elif ts is not None:
+                self.zoned_times = True
             record = self.issues[-1] if len(self.issues) > issues else None
             if ts is None:
                 ok = False
@@ -641,6 +654,19 @@ def _parse(raw: object, *, field_prefix: str, now: datetime) -> NormalizedPatien
         raise InvalidInput.for_fields(
             [FieldError(field=_join(field_prefix, path), message=msg) for path, msg in p.errors]
         )
+
+    if p.zoned_times:
+        # Times without an offset are UTC by the contract; beside times that carry one they
+        # are more likely local times sent carelessly, so the answer says how they were read.
+        for name, paths in p.naive_times.items():
+            p.issue(
+                paths[0],
+                name,
+                math.nan,
+                "read_as",
+                f"{len(paths)} time{'s' if len(paths) > 1 else ''} of {name} sent without a "
+                "time zone, read as UTC, while other times of this patient carry one",
+            )
 
     series: dict[str, tuple[Observation, ...]] = {}
     for name, values in plain.items():
