@@ -180,8 +180,16 @@ def test_a_body_of_another_type_is_a_415(
 def test_a_key_differing_in_one_character_is_refused(
     gateway: httpx.Client, client_key: str
 ) -> None:
-    last = "A" if client_key[-1] != "A" else "B"
-    for near in (client_key[:-1] + last, last + client_key[1:], client_key + "x", client_key[:-1]):
+    def other(c: str) -> str:
+        return "A" if c != "A" else "B"
+
+    near_keys = (
+        client_key[:-1] + other(client_key[-1]),
+        other(client_key[0]) + client_key[1:],
+        client_key + "x",
+        client_key[:-1],
+    )
+    for near in near_keys:
         response = gateway.post("/classify", json={"HR": 90}, headers={"X-API-Key": near})
         assert response.status_code == 401
 
