@@ -217,7 +217,7 @@ def fuzz_section(rs: ReportStack, out_dir: Path, *, examples: int, max_time_s: i
         # A non-zero exit with no failed case and only the fuzzer's own errors is not an answer
         # of the API: those operations are reported as not fully fuzzed, with the error, rather
         # than as failed (seen: CPython 3.11.7's "AST constructor recursion depth mismatch"
-        # inside Hypothesis, fixed in 3.11.8).
+        # SystemError inside Hypothesis).
         explained = run.returncode == 0 or (run.failed == 0 and bool(run.tool_errors))
         detail = f"{run.failed} failed cases, exit status {run.returncode}"
         if run.tool_errors:
