@@ -72,6 +72,36 @@ class ServiceSpec:
         return f"{self.module}:create_app"
 
 
+STACK_CHOSEN_SETTINGS = frozenset(
+    {
+        "API_KEY",
+        "API_KEYS",
+        "ADMIN_API_KEYS",
+        "SERVICE_TOKEN",
+        "INTERNAL_SERVICE_TOKEN",
+        "REDIS_URL",
+        "REDIS_PORT",
+        "LLM_PROVIDER",
+        "GATEWAY_PORT",
+        "ML_PORT",
+        "GENAI_PORT",
+        "STACK_HOST",
+        "STACK_RUN_DIR",
+    }
+)
+"""What a stack started on free ports for tests or measurements chooses itself."""
+
+
+def inherited_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """`environ` without the settings such a stack chooses itself and without any real LLM
+    credentials (AZURE_OPENAI_*, OPENAI_*)."""
+    return {
+        k: v
+        for k, v in environ.items()
+        if k not in STACK_CHOSEN_SETTINGS and not k.startswith(("AZURE_OPENAI_", "OPENAI_"))
+    }
+
+
 def new_secret() -> str:
     """A random key or token (256 bits, URL-safe)."""
     return secrets.token_urlsafe(32)

@@ -32,6 +32,7 @@ from scripts.stack import (
     StackError,
     free_port,
     http_status,
+    inherited_env,
     new_secret,
     redis_answers,
 )
@@ -40,25 +41,6 @@ FAKE_LLM = REPO_ROOT / "tests" / "fakes" / "fake_openai.py"
 FAKE_LLM_KEY = "resilience-fake-llm-key"
 DEPLOYMENT = "gpt-4o"
 FAKE_LLM_NAME = "fake-llm"
-
-# What a stack under measurement chooses itself, whatever the caller's environment says.
-_OWN_SETTINGS = frozenset(
-    {
-        "API_KEY",
-        "API_KEYS",
-        "ADMIN_API_KEYS",
-        "SERVICE_TOKEN",
-        "INTERNAL_SERVICE_TOKEN",
-        "REDIS_URL",
-        "REDIS_PORT",
-        "LLM_PROVIDER",
-        "GATEWAY_PORT",
-        "ML_PORT",
-        "GENAI_PORT",
-        "STACK_HOST",
-        "STACK_RUN_DIR",
-    }
-)
 
 
 @dataclass
@@ -168,18 +150,10 @@ class ReportStack:
         self.llm_process.stop()
 
 
-def _caller_env() -> dict[str, str]:
-    return {
-        k: v
-        for k, v in os.environ.items()
-        if k not in _OWN_SETTINGS and not k.startswith(("AZURE_OPENAI_", "OPENAI_"))
-    }
-
-
 @contextlib.contextmanager
 def report_stack(run_dir: Path, overrides: Mapping[str, str]) -> Iterator[ReportStack]:
     """Start the fake LLM and the stack on free ports; stop both at the end, whatever happens."""
-    env = _caller_env()
+    env = inherited_env(os.environ)
     port = free_port()
     llm = ManagedProcess(
         FAKE_LLM_NAME,

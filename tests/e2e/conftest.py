@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, cast
 import httpx
 import pytest
 
+from tests.conftest import load_launcher
+
 if TYPE_CHECKING:
     from scripts.stack import StackHandle
 
@@ -35,24 +37,6 @@ ROOT = Path(__file__).resolve().parents[2]
 FAKE_LLM = ROOT / "tests" / "fakes" / "fake_openai.py"
 FAKE_LLM_KEY = "e2e-fake-llm-key"
 DEPLOYMENT = "gpt-4o"
-
-_CALLER_SETTINGS = frozenset(
-    {
-        "API_KEY",
-        "API_KEYS",
-        "ADMIN_API_KEYS",
-        "SERVICE_TOKEN",
-        "INTERNAL_SERVICE_TOKEN",
-        "REDIS_URL",
-        "REDIS_PORT",
-        "LLM_PROVIDER",
-        "GATEWAY_PORT",
-        "ML_PORT",
-        "GENAI_PORT",
-        "STACK_HOST",
-        "STACK_RUN_DIR",
-    }
-)
 
 
 def load_module(path: Path) -> ModuleType:
@@ -71,12 +55,9 @@ def load_module(path: Path) -> ModuleType:
 
 def caller_env() -> dict[str, str]:
     """This process's environment without the settings a stack under test chooses itself
-    (and without any real LLM credentials)."""
-    return {
-        k: v
-        for k, v in os.environ.items()
-        if k not in _CALLER_SETTINGS and not k.startswith(("AZURE_OPENAI_", "OPENAI_"))
-    }
+    (and without any real LLM credentials): the launcher's own rule."""
+    env: dict[str, str] = load_launcher().inherited_env(os.environ)
+    return env
 
 
 @dataclass(frozen=True)
